@@ -1,0 +1,5 @@
+import sys
+
+from kpy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,204 @@
+"""The broker: shared state behind the handlers, and request dispatch.
+
+``Broker`` owns the LogManager, the producer id allocator and the wake-ups that end Fetch long
+polls. ``Broker.dispatch`` turns one frame into the bytes of its response (or nothing, for
+acks=0 produces), and raises ProtocolError where Kafka closes the connection: a header that does
+not parse, an unknown API key, a version outside the served range (except ApiVersions, which
+answers), a body that does not parse.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from kio.schema.errors import ErrorCode
+
+from kpy.config import BrokerConfig, Listener
+from kpy.handlers.registry import REGISTRY
+from kpy.producer_ids import ProducerIdManager
+from kpy.protocol.messages import (
+    API_VERSIONS_KEY,
+    ProtocolError,
+    RequestHeader,
+    decode_request,
+    encode_response,
+    parse_header,
+)
+from kpy.storage import errors as se
+from kpy.storage.log import LogConfig
+from kpy.storage.log_manager import LogManager, TopicInfo
+from kpy.topics import KNOWN_TOPIC_CONFIGS, collision_key, name_error
+
+log = logging.getLogger("kpy.broker")
+
+
+class CloseConnection(Exception):
+    """A handler's answer that Kafka gives by closing the connection (acks=0 produce errors)."""
+
+
+@dataclass
+class RequestContext:
+    broker: Broker
+    header: RequestHeader
+    peer: str
+
+    @property
+    def version(self) -> int:
+        return self.header.api_version
+
+
+class PartitionWaiters:
+    """Wakes Fetch long polls when a partition they wait on gets data.
+
+    A waiting fetch registers one event under each of its partitions; an append sets and drops
+    the events registered under its partition. Loop-only.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[tuple[str, int], set[anyio.Event]] = {}
+
+    def register(self, keys: list[tuple[str, int]], event: anyio.Event) -> None:
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(event)
+
+    def unregister(self, keys: list[tuple[str, int]], event: anyio.Event) -> None:
+        for key in keys:
+            events = self._waiters.get(key)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._waiters[key]
+
+    def notify(self, topic: str, partition: int) -> None:
+        events = self._waiters.pop((topic, partition), None)
+        if events:
+            for event in events:
+                event.set()
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        import kpy.handlers  # noqa: F401  (registers every handler)
+
+        self.config = config
+        self.node_id = config.node_id
+        data_dir = config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.logs = LogManager.open(data_dir, config.topic_defaults())
+        self.producer_ids = ProducerIdManager(data_dir)
+        self.waiters = PartitionWaiters()
+        self.max_request_size = config.get_int("socket.request.max.bytes")
+        self.started_ms = int(time.time() * 1000)
+        # One broker leads every partition; its leader epoch never changes.
+        self.leader_epoch = 0
+        self.admin_lock = anyio.Lock()
+        self.bound_ports: dict[int, int] = {}  # configured port -> bound port (for port 0)
+
+    def advertised_listeners(self, ctx: RequestContext) -> list[Listener]:
+        out = []
+        for lst in self.config.advertised_listeners[:1]:
+            port = lst.port or self.bound_ports.get(0, 0)
+            out.append(Listener(lst.name, lst.host, port))
+        return out
+
+    def effective_topic_config(self, info: TopicInfo) -> dict[str, str]:
+        merged = dict(self.config.topic_defaults())
+        merged.update({k: v for k, v in info.configs.items() if v is not None})
+        return merged
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        configs: dict[str, str | None],
+        *,
+        validate_only: bool = False,
+    ) -> tuple[ErrorCode, str | None]:
+        """Create a topic as Kafka's CreateTopics checks it; (error, message)."""
+        problem = name_error(name)
+        if problem is not None:
+            return ErrorCode.invalid_topic_exception, problem
+        if partitions == -1:
+            partitions = self.config.get_int("num.partitions")
+        if replication_factor == -1:
+            replication_factor = self.config.get_int("default.replication.factor")
+        async with self.admin_lock:
+            if self.logs.topic(name) is not None:
+                return ErrorCode.topic_already_exists, f"Topic '{name}' already exists."
+            key = collision_key(name)
+            for other in self.logs.topics():
+                if collision_key(other.name) == key:
+                    return (
+                        ErrorCode.invalid_topic_exception,
+                        f"Topic '{name}' collides with existing topic: {other.name}",
+                    )
+            if partitions <= 0:
+                return ErrorCode.invalid_partitions, "Number of partitions must be larger than 0."
+            if replication_factor <= 0:
+                return (
+                    ErrorCode.invalid_replication_factor,
+                    "Replication factor must be larger than 0.",
+                )
+            if replication_factor > 1:
+                return (
+                    ErrorCode.invalid_replication_factor,
+                    f"Unable to replicate the partition {replication_factor} time(s): The target "
+                    f"replication factor of {replication_factor} cannot be reached because only "
+                    "1 broker(s) are registered.",
+                )
+            for key_name, value in configs.items():
+                if key_name not in KNOWN_TOPIC_CONFIGS:
+                    return ErrorCode.invalid_config, f"Unknown topic config name: {key_name}"
+                if value is None:
+                    return ErrorCode.invalid_config, f"Null value not supported for : {key_name}"
+            clean = {k: v for k, v in configs.items() if v is not None}
+            try:
+                LogConfig.from_properties({**self.config.topic_defaults(), **clean})
+            except (ValueError, se.InvalidConfig) as e:
+                return ErrorCode.invalid_config, str(e)
+            if validate_only:
+                return ErrorCode.none, None
+            await anyio.to_thread.run_sync(
+                lambda: self.logs.create_topic(name, partitions, clean)
+            )
+        log.info("created topic %s with %d partition(s)", name, partitions)
+        return ErrorCode.none, None
+
+    async def delete_topic(self, name: str) -> None:
+        async with self.admin_lock:
+            await anyio.to_thread.run_sync(lambda: self.logs.delete_topic(name))
+        log.info("deleted topic %s", name)
+
+    @property
+    def cluster_id(self) -> str:
+        return self.logs.cluster_id
+
+    def close(self) -> None:
+        self.logs.close()
+
+    async def dispatch(self, frame: bytes, peer: str) -> bytes | None:
+        header = parse_header(frame)
+        reg = REGISTRY.get(header.api_key)
+        if reg is None:
+            raise ProtocolError(f"unknown API key {header.api_key}")
+        ctx = RequestContext(self, header, peer)
+        if not reg.min_version <= header.api_version <= reg.max_version:
+            if header.api_key == API_VERSIONS_KEY:
+                from kpy.handlers.api_versions import unsupported_version_response
+
+                return unsupported_version_response(header)
+            raise ProtocolError(
+                f"{reg.name} v{header.api_version} is not served (v{reg.min_version}-"
+                f"v{reg.max_version})"
+            )
+        request = decode_request(header, frame)
+        response: Any = await reg.handler(ctx, request)
+        if response is None:
+            return None
+        return encode_response(header, response)

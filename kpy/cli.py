@@ -1,0 +1,94 @@
+"""The ``kpy`` command: ``kpy serve`` runs a broker with Kafka's configuration names."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import anyio
+
+from kpy.config import BrokerConfig, ConfigError
+
+
+def _parse_override(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--override takes key=value, not {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kpy", description="A single-node Kafka broker.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the broker")
+    serve.add_argument("--config", metavar="FILE", help="a server.properties file")
+    serve.add_argument(
+        "--override",
+        metavar="KEY=VALUE",
+        action="append",
+        type=_parse_override,
+        default=[],
+        help="set one configuration key (repeatable), as kafka-server-start's --override",
+    )
+    serve.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT (0 picks a free port)")
+    serve.add_argument("--host", help="listen on this address (default 127.0.0.1)")
+    serve.add_argument("--data-dir", help="where the logs live (log.dirs; default ./kpy-data)")
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    overrides = dict(args.override)
+    if args.port is not None or args.host is not None:
+        host = args.host or "127.0.0.1"
+        port = 9092 if args.port is None else args.port
+        overrides["listeners"] = f"PLAINTEXT://{host}:{port}"
+    if args.data_dir is not None:
+        overrides["log.dirs"] = args.data_dir
+    try:
+        config = BrokerConfig.load(args.config, overrides)
+    except (ConfigError, OSError) as e:
+        print(f"kpy: bad configuration: {e}", file=sys.stderr)
+        return 2
+
+    from kpy import server
+
+    def ready(broker: object, bound: list[tuple[str, int]]) -> None:
+        where = ", ".join(f"{h}:{p}" for h, p in bound)
+        ms = (time.monotonic() - started) * 1000
+        print(
+            f"kpy listening on {where}, data in {config.data_dir.resolve()} (ready in {ms:.0f} ms)",
+            flush=True,
+        )
+
+    backend_options = {}
+    try:
+        import uvloop  # noqa: F401
+
+        backend_options["use_uvloop"] = True
+    except ImportError:
+        pass
+    try:
+        anyio.run(lambda: server.run(config, ready=ready), backend_options=backend_options)
+    except OSError as e:
+        print(f"kpy: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""InitProducerId (key 22), v0-v5, for idempotent producers.
+
+Without a transactional id Kafka hands out a fresh producer id with epoch 0 on every call, even
+when the request names an existing id and epoch (KIP-360 bumps only apply to transactional ids);
+kpy does the same. Ids are never reused, across restarts too (ProducerIdManager). Transactional
+ids need the transaction coordinator, which arrives with issue 9: until then they are answered
+with COORDINATOR_NOT_AVAILABLE, so a transactional producer fails clearly instead of misbehaving.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from kio.schema.errors import ErrorCode
+
+from kpy.broker import RequestContext
+from kpy.handlers.registry import handles
+from kpy.protocol.messages import make, response_module
+
+KEY = 22
+
+
+@handles(KEY, "InitProducerId", 0, 5)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    mod = response_module(KEY, ctx.version)
+    if request.transactional_id is not None:
+        return make(
+            mod.InitProducerIdResponse,
+            throttle_time=0,
+            error_code=ErrorCode.coordinator_not_available,
+            producer_id=-1,
+            producer_epoch=-1,
+        )
+    async with ctx.broker.admin_lock:
+        producer_id = await anyio.to_thread.run_sync(ctx.broker.producer_ids.generate)
+    return make(
+        mod.InitProducerIdResponse,
+        throttle_time=0,
+        error_code=ErrorCode.none,
+        producer_id=producer_id,
+        producer_epoch=0,
+    )

@@ -1,0 +1,75 @@
+"""ListOffsets (key 2), v1-v10.
+
+Timestamps: -2 earliest (the log start offset), -1 latest (the high watermark; the last stable
+offset for read_committed, the same thing until transactions arrive), -3 the record with the
+largest timestamp (v7+), -4 earliest local (v8+; no tiered storage, so the log start), -5 latest
+tiered (v9+; nothing is tiered, so Kafka's answer for an empty remote log: offset -1), and any
+other value the first record whose timestamp is at or after it, through the time index. With
+no such record the answer is offset -1 and timestamp -1, as Kafka gives it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy.broker import RequestContext
+from kpy.handlers.registry import handles
+from kpy.protocol.messages import make, response_module
+
+KEY = 2
+LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
+
+
+@handles(KEY, "ListOffsets", 1, 10)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    broker = ctx.broker
+    mod = response_module(KEY, ctx.version)
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for p in topic.partitions:
+            error, offset, timestamp = _lookup(ctx, topic.name, p)
+            partitions.append(
+                make(
+                    mod.ListOffsetsPartitionResponse,
+                    partition_index=p.partition_index,
+                    error_code=error,
+                    timestamp=timestamp,
+                    offset=offset,
+                    leader_epoch=broker.leader_epoch if error is ErrorCode.none else -1,
+                    old_style_offsets=(offset,) if offset >= 0 else (),
+                )
+            )
+        topics.append(make(mod.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(partitions)))
+    return make(mod.ListOffsetsResponse, throttle_time=0, topics=tuple(topics))
+
+
+def _lookup(ctx: RequestContext, topic: str, p: Any) -> tuple[ErrorCode, int, int]:
+    broker = ctx.broker
+    log = broker.logs.get_log(topic, p.partition_index)
+    if log is None:
+        return ErrorCode.unknown_topic_or_partition, -1, -1
+    epoch = getattr(p, "current_leader_epoch", -1)
+    if epoch >= 0 and epoch != broker.leader_epoch:
+        if epoch < broker.leader_epoch:
+            return ErrorCode.fenced_leader_epoch, -1, -1
+        return ErrorCode.unknown_leader_epoch, -1, -1
+    ts = p.timestamp
+    if ts == LATEST:
+        return ErrorCode.none, log.log_end_offset, -1
+    if ts in (EARLIEST, EARLIEST_LOCAL):
+        return ErrorCode.none, log.log_start_offset, -1
+    if ts == LATEST_TIERED:
+        return ErrorCode.none, -1, -1
+    if ts == MAX_TIMESTAMP:
+        found = log.max_timestamp_offset()
+    elif ts < 0:
+        return ErrorCode.unknown_server_error, -1, -1
+    else:
+        found = log.offset_for_timestamp(ts)
+    if found is None:
+        return ErrorCode.none, -1, -1
+    offset, timestamp = found
+    return ErrorCode.none, offset, timestamp

@@ -1,0 +1,113 @@
+"""Metadata (key 3), v0-v13.
+
+One broker, which leads every partition with leader epoch 0 (the epoch written into stored
+batches too, so that epochs agree everywhere). Topics are auto-created when the request allows it
+(v4+) and auto.create.topics.enable is true; unlike Kafka, which answers LEADER_NOT_AVAILABLE
+while the controller creates the topic, kpy creates it before answering and returns it ready.
+Authorized operations are not computed (no ACLs yet): the field keeps its "not requested" value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy.broker import RequestContext
+from kpy.handlers.registry import handles
+from kpy.protocol.messages import make, response_module
+from kpy.topics import is_internal, name_error
+
+KEY = 3
+NO_OPERATIONS = -2147483648
+
+
+@handles(KEY, "Metadata", 0, 13)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    broker = ctx.broker
+    mod = response_module(KEY, ctx.version)
+    logs = broker.logs
+
+    if request.topics is None or (ctx.version == 0 and not request.topics):
+        wanted = [(t.name, None) for t in logs.topics()]
+    else:
+        wanted = [(t.name, getattr(t, "topic_id", None)) for t in request.topics]
+    auto_create = broker.config.get_bool("auto.create.topics.enable") and getattr(
+        request, "allow_auto_topic_creation", True
+    )
+
+    topics = []
+    for name, topic_id in wanted:
+        info = None
+        if name is None and topic_id is not None:
+            info = logs.topic_by_id(topic_id)
+            if info is None:
+                topics.append(_topic_error(mod, None, topic_id, ErrorCode.unknown_topic_id))
+                continue
+        else:
+            if name_error(name) is not None:
+                topics.append(_topic_error(mod, name, None, ErrorCode.invalid_topic_exception))
+                continue
+            info = logs.topic(name)
+            if info is None and auto_create and not is_internal(name):
+                error, _ = await broker.create_topic(name, -1, -1, {})
+                if error not in (ErrorCode.none, ErrorCode.topic_already_exists):
+                    topics.append(_topic_error(mod, name, None, error))
+                    continue
+                info = logs.topic(name)
+            if info is None:
+                topics.append(
+                    _topic_error(mod, name, None, ErrorCode.unknown_topic_or_partition)
+                )
+                continue
+        partitions = tuple(
+            make(
+                mod.MetadataResponsePartition,
+                error_code=ErrorCode.none,
+                partition_index=p,
+                leader_id=broker.node_id,
+                leader_epoch=broker.leader_epoch,
+                replica_nodes=(broker.node_id,),
+                isr_nodes=(broker.node_id,),
+                offline_replicas=(),
+            )
+            for p in range(info.partitions)
+        )
+        topics.append(
+            make(
+                mod.MetadataResponseTopic,
+                error_code=ErrorCode.none,
+                name=info.name,
+                topic_id=info.topic_id,
+                is_internal=is_internal(info.name),
+                partitions=partitions,
+                topic_authorized_operations=NO_OPERATIONS,
+            )
+        )
+
+    brokers = tuple(
+        make(mod.MetadataResponseBroker, node_id=broker.node_id, host=lst.host, port=lst.port, rack=None)
+        for lst in broker.advertised_listeners(ctx)
+    )
+    return make(
+        mod.MetadataResponse,
+        throttle_time=0,
+        brokers=brokers,
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,
+        topics=tuple(topics),
+        cluster_authorized_operations=NO_OPERATIONS,
+        error_code=ErrorCode.none,
+    )
+
+
+def _topic_error(mod: Any, name: str | None, topic_id: Any, error: ErrorCode) -> Any:
+    return make(
+        mod.MetadataResponseTopic,
+        error_code=error,
+        name=name,
+        topic_id=topic_id,
+        is_internal=False,
+        partitions=(),
+        topic_authorized_operations=NO_OPERATIONS,
+    )

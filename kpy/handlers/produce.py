@@ -1,0 +1,153 @@
+"""Produce (key 0), v3-v11 served; v0 advertised as Kafka 4 does.
+
+Kafka 4 advertises Produce from v0 although it serves v3 and up, because librdkafka before 2.x
+turns compression off when the minimum is above 0; kpy does the same (v0-v2 arrive with issue 5's
+legacy codec; until then such a request closes the connection).
+
+Batches stay bytes: the handler checks what Kafka checks before appending (exactly one v2 batch
+per partition, max.message.bytes, CRC-32C, header coherence), stamps the leader epoch, and the
+log patches offsets and appends. acks 0, 1 and -1 are accepted; on one node acks=-1 waits for
+nothing more than acks=1 (the flush policy decides durability). With acks=0 no response is sent,
+and an error closes the connection, as Kafka does, so the client learns of it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy.broker import CloseConnection, RequestContext
+from kpy.handlers.registry import handles
+from kpy.protocol import records as rb
+from kpy.protocol.messages import make, response_module
+from kpy.storage import errors as se
+
+KEY = 0
+
+
+@handles(KEY, "Produce", 3, 11, advertised_min=0)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    broker = ctx.broker
+    mod = response_module(KEY, ctx.version)
+    acks = request.acks
+    now_ms = int(time.time() * 1000)
+    topics = []
+    failed: list[str] = []
+    for topic in request.topic_data:
+        partitions = []
+        for part in topic.partition_data:
+            if acks not in (-1, 0, 1):
+                error, result, message = ErrorCode.invalid_required_acks, None, None
+            else:
+                error, result, message = _append(ctx, topic.name, part.index, part.records, now_ms)
+            if error is not ErrorCode.none:
+                failed.append(f"{topic.name}-{part.index}: {error.name}")
+            partitions.append(_partition_response(mod, part.index, error, result, message))
+        topics.append(make(mod.TopicProduceResponse, name=topic.name, partition_responses=tuple(partitions)))
+    if acks == 0:
+        if failed:
+            raise CloseConnection("acks=0 produce failed: " + ", ".join(failed))
+        return None
+    return make(mod.ProduceResponse, responses=tuple(topics), throttle_time=0)
+
+
+def _append(
+    ctx: RequestContext, topic: str, partition: int, records: bytes | None, now_ms: int
+) -> tuple[ErrorCode, Any, str | None]:
+    broker = ctx.broker
+    log = broker.logs.get_log(topic, partition)
+    if log is None:
+        return ErrorCode.unknown_topic_or_partition, None, None
+    if not records:
+        return ErrorCode.invalid_record, None, "Produce requests must have at least one record batch"
+    buf = bytearray(records)
+    if len(buf) < rb.HEADER_SIZE:
+        return ErrorCode.invalid_record, None, "Produce request has no complete record batch"
+    if buf[rb.MAGIC_OFFSET] != 2:
+        return (
+            ErrorCode.invalid_record,
+            None,
+            f"Produce requests with version {ctx.version} are only allowed to contain record "
+            "batches with magic version 2",
+        )
+    size = rb.batch_size_at(buf, 0)
+    if size > log.config.max_message_bytes:
+        return (
+            ErrorCode.message_too_large,
+            None,
+            f"The record batch of {size} bytes exceeds max.message.bytes "
+            f"({log.config.max_message_bytes})",
+        )
+    try:
+        headers = rb.validate_batches(buf)
+    except rb.CorruptRecordBatch as e:
+        return ErrorCode.corrupt_message, None, str(e)
+    except rb.InvalidRecordBatch as e:
+        return ErrorCode.invalid_record, None, str(e)
+    if len(headers) != 1:
+        return (
+            ErrorCode.invalid_record,
+            None,
+            "Produce requests with version 3 and above must have exactly one record batch per "
+            "partition",
+        )
+    header = headers[0]
+    if header.compression > 4:
+        return ErrorCode.unsupported_compression_type, None, None
+    if header.compression == 4 and ctx.version < 7:
+        return ErrorCode.unsupported_compression_type, None, None
+    if header.is_transactional or header.is_control:
+        # Transactions arrive with issue 9; Kafka refuses control batches from clients too.
+        return ErrorCode.invalid_record, None, "transactional and control batches are not supported yet"
+    rb.set_partition_leader_epoch(buf, 0, broker.leader_epoch)
+    try:
+        result = log.append(
+            buf,
+            headers,
+            now_ms=now_ms,
+            log_append_time=log.config.message_timestamp_type == "LogAppendTime",
+        )
+    except se.InvalidProducerEpoch as e:
+        return ErrorCode.invalid_producer_epoch, None, str(e)
+    except se.OutOfOrderSequence as e:
+        return ErrorCode.out_of_order_sequence_number, None, str(e)
+    except se.StorageError as e:
+        return ErrorCode.kafka_storage_error, None, str(e)
+    except OSError as e:
+        return ErrorCode.kafka_storage_error, None, str(e)
+    broker.waiters.notify(topic, partition)
+    return ErrorCode.none, result, None
+
+
+def _partition_response(
+    mod: Any, index: int, error: ErrorCode, result: Any, message: str | None
+) -> Any:
+    if result is None:
+        return make(
+            mod.PartitionProduceResponse,
+            index=index,
+            error_code=error,
+            base_offset=-1,
+            log_append_time=None,
+            log_start_offset=-1,
+            record_errors=(),
+            error_message=message,
+        )
+    append_time = None
+    if result.log_append_time_ms >= 0:
+        append_time = datetime.datetime.fromtimestamp(
+            result.log_append_time_ms / 1000, tz=datetime.UTC
+        )
+    return make(
+        mod.PartitionProduceResponse,
+        index=index,
+        error_code=ErrorCode.none,
+        base_offset=result.base_offset,
+        log_append_time=append_time,
+        log_start_offset=result.log_start_offset,
+        record_errors=(),
+        error_message=None,
+    )

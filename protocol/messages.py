@@ -1,0 +1,231 @@
+"""Framing, request headers, and kio-backed request decoding and response encoding. Sans-IO.
+
+A Kafka frame is a big-endian int32 size followed by that many bytes: a request header, then the
+body. ``FrameReader`` is fed bytes and hands back whole frames; ``parse_header`` reads the header
+(hand-written: the header's layout depends on the request's own API key and version, which kio's
+entity readers cannot know before reading them); kio's generated types decode bodies and encode
+responses.
+
+Header versions: v1 (api_key int16, api_version int16, correlation_id int32, client_id nullable
+legacy string) for non-flexible request versions, v2 (v1 plus tagged fields) for flexible ones.
+Responses carry header v0 (correlation_id) or v1 (plus tagged fields) likewise, except ApiVersions,
+whose response header is always v0 so that a client can read it before it knows what we speak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import struct
+from collections.abc import Callable, Iterator
+from functools import cache
+from typing import Any
+
+from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
+from kio.serial import entity_reader, entity_writer
+
+API_VERSIONS_KEY = 18
+DEFAULT_MAX_REQUEST_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes
+
+_SIZE = struct.Struct(">i")
+_HEADER_FIXED = struct.Struct(">hhih")  # api_key, api_version, correlation_id, client_id length
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol; Kafka closes the connection."""
+
+
+class FrameReader:
+    """Turns a byte stream into frames. Raises ProtocolError on a size Kafka would refuse."""
+
+    def __init__(self, max_request_size: int = DEFAULT_MAX_REQUEST_SIZE) -> None:
+        self._buf = bytearray()
+        self._max = max_request_size
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def frames(self) -> Iterator[bytes]:
+        buf = self._buf
+        pos = 0
+        try:
+            while len(buf) - pos >= 4:
+                (size,) = _SIZE.unpack_from(buf, pos)
+                if size < 0 or size > self._max:
+                    raise ProtocolError(f"invalid frame size {size}")
+                if len(buf) - pos - 4 < size:
+                    break
+                yield bytes(buf[pos + 4 : pos + 4 + size])
+                pos += 4 + size
+        finally:
+            if pos:
+                del buf[:pos]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestHeader:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    size: int  # bytes the header occupies in the frame; the body follows
+
+
+@cache
+def request_type(api_key: int, version: int) -> type[Any] | None:
+    """kio's request type for a key and version, or None where kio has none."""
+    try:
+        return load_request_schema(api_key, version)
+    except (UnknownAPIKey, UnknownEntity):
+        return None
+
+
+@cache
+def response_type(api_key: int, version: int) -> type[Any]:
+    return load_response_schema(api_key, version)
+
+
+@cache
+def is_flexible(api_key: int, version: int) -> bool:
+    """Whether a request version uses the flexible (compact, tagged) encoding.
+
+    For versions above what kio knows (ApiVersions from a newer client) the highest known
+    version's answer stands: flexibility never goes away once introduced.
+    """
+    cls = request_type(api_key, version)
+    if cls is None:
+        v = version
+        while v > 0 and cls is None:
+            v -= 1
+            cls = request_type(api_key, v)
+        if cls is None:
+            return False
+    return bool(cls.__flexible__)
+
+
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if pos >= len(buf):
+            raise ProtocolError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 28:
+            raise ProtocolError("varint too long")
+
+
+def skip_tagged_fields(buf: bytes, pos: int) -> int:
+    count, pos = _read_uvarint(buf, pos)
+    for _ in range(count):
+        _, pos = _read_uvarint(buf, pos)
+        size, pos = _read_uvarint(buf, pos)
+        pos += size
+        if pos > len(buf):
+            raise ProtocolError("tagged field runs past the frame")
+    return pos
+
+
+def parse_header(frame: bytes) -> RequestHeader:
+    if len(frame) < _HEADER_FIXED.size:
+        raise ProtocolError("frame shorter than a request header")
+    api_key, api_version, correlation_id, client_len = _HEADER_FIXED.unpack_from(frame, 0)
+    pos = _HEADER_FIXED.size
+    client_id: str | None = None
+    if client_len >= 0:
+        if pos + client_len > len(frame):
+            raise ProtocolError("client id runs past the frame")
+        client_id = frame[pos : pos + client_len].decode("utf-8", "replace")
+        pos += client_len
+    elif client_len != -1:
+        raise ProtocolError("invalid client id length")
+    if is_flexible(api_key, api_version):
+        pos = skip_tagged_fields(frame, pos)
+    return RequestHeader(api_key, api_version, correlation_id, client_id, pos)
+
+
+@cache
+def _reader(cls: type[Any]) -> Callable[[bytes, int], tuple[Any, int]]:
+    return entity_reader(cls)  # type: ignore[no-any-return]
+
+
+@cache
+def _writer(cls: type[Any]) -> Callable[[Any, Any], None]:
+    return entity_writer(cls)  # type: ignore[no-any-return]
+
+
+def decode_request(header: RequestHeader, frame: bytes) -> Any:
+    """Decode the body that follows ``header`` in ``frame``; ProtocolError if it does not parse."""
+    cls = request_type(header.api_key, header.api_version)
+    if cls is None:
+        raise ProtocolError(f"no schema for api {header.api_key} v{header.api_version}")
+    try:
+        request, _ = _reader(cls)(frame, header.size)
+    except Exception as e:  # kio raises ValueError, KeyError, IndexError... for bad bytes
+        raise ProtocolError(f"request body does not parse: {e!r}") from e
+    return request
+
+
+def encode_response(header: RequestHeader, response: Any) -> bytes:
+    """Size prefix, response header and body, ready for the socket."""
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    out.write(_SIZE.pack(header.correlation_id))
+    if header.api_key != API_VERSIONS_KEY and is_flexible(header.api_key, header.api_version):
+        out.write(b"\0")  # no tagged fields in the response header
+    _writer(type(response))(out, response)
+    data = out.getbuffer()
+    _SIZE.pack_into(data, 0, len(data) - 4)
+    del data
+    return out.getvalue()
+
+
+# --- Building responses across versions ---------------------------------------------------
+
+_TIMEDELTA_TYPES = {"timedelta_i32", "timedelta_i64"}
+
+
+@cache
+def _field_info(cls: type[Any]) -> dict[str, str | None]:
+    return {
+        f.name: f.metadata.get("kafka_type")
+        for f in dataclasses.fields(cls)
+    }
+
+
+def make(cls: type[Any], **values: Any) -> Any:
+    """Instantiate a kio type with the fields it has, ignoring the ones its version lacks.
+
+    Handlers describe a response once, with the union of the fields of all versions; this keeps
+    what ``cls`` (one version's type) defines. Milliseconds given for duration fields become the
+    timedelta kio writes.
+    """
+    info = _field_info(cls)
+    kwargs = {}
+    for name, value in values.items():
+        if name not in info:
+            continue
+        if info[name] in _TIMEDELTA_TYPES and isinstance(value, int):
+            value = datetime.timedelta(milliseconds=value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def has_field(cls: type[Any], name: str) -> bool:
+    return name in _field_info(cls)
+
+
+@cache
+def response_module(api_key: int, version: int) -> Any:
+    """The kio module holding one version's response type and its nested types."""
+    import importlib
+
+    return importlib.import_module(response_type(api_key, version).__module__)
