@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-
 from kio.schema.errors import ErrorCode
 
 from kpy.config import BrokerConfig, Listener
@@ -30,15 +29,11 @@ from kpy.protocol.messages import (
     parse_header,
 )
 from kpy.storage import errors as se
-from kpy.storage.log import LogConfig
+from kpy.storage.config import TOPIC_CONFIG_NAMES, LogConfig
 from kpy.storage.log_manager import LogManager, TopicInfo
-from kpy.topics import KNOWN_TOPIC_CONFIGS, collision_key, name_error
+from kpy.topics import collision_key, name_error
 
 log = logging.getLogger("kpy.broker")
-
-
-class CloseConnection(Exception):
-    """A handler's answer that Kafka gives by closing the connection (acks=0 produce errors)."""
 
 
 @dataclass
@@ -89,7 +84,15 @@ class Broker:
         self.node_id = config.node_id
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.logs = LogManager.open(data_dir, config.topic_defaults())
+        self.logs = LogManager.open(data_dir, config.topic_defaults(), node_id=self.node_id)
+        logs = self.logs.logs()
+        log.info(
+            "loaded %d partition(s) from %s after %s shutdown; recovered %d segment(s)",
+            len(logs),
+            data_dir,
+            "a clean" if self.logs.had_clean_shutdown else "an unclean",
+            sum(lg.recovered_segments for lg in logs.values()),
+        )
         self.producer_ids = ProducerIdManager(data_dir)
         self.waiters = PartitionWaiters()
         self.max_request_size = config.get_int("socket.request.max.bytes")
@@ -153,7 +156,7 @@ class Broker:
                     "1 broker(s) are registered.",
                 )
             for key_name, value in configs.items():
-                if key_name not in KNOWN_TOPIC_CONFIGS:
+                if key_name not in TOPIC_CONFIG_NAMES:
                     return ErrorCode.invalid_config, f"Unknown topic config name: {key_name}"
                 if value is None:
                     return ErrorCode.invalid_config, f"Null value not supported for : {key_name}"
@@ -164,9 +167,7 @@ class Broker:
                 return ErrorCode.invalid_config, str(e)
             if validate_only:
                 return ErrorCode.none, None
-            await anyio.to_thread.run_sync(
-                lambda: self.logs.create_topic(name, partitions, clean)
-            )
+            await anyio.to_thread.run_sync(lambda: self.logs.create_topic(name, partitions, clean))
         log.info("created topic %s with %d partition(s)", name, partitions)
         return ErrorCode.none, None
 

@@ -100,7 +100,9 @@ class BrokerConfig:
     props: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, overrides: dict[str, str] | None = None) -> BrokerConfig:
+    def load(
+        cls, path: str | Path | None = None, overrides: dict[str, str] | None = None
+    ) -> BrokerConfig:
         props = dict(DEFAULTS)
         if path is not None:
             props.update(parse_properties(Path(path).read_text()))

@@ -17,8 +17,9 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import SocketStream
 
-from kpy.broker import Broker, CloseConnection
+from kpy.broker import Broker
 from kpy.config import BrokerConfig, Listener
+from kpy.handlers.registry import CloseConnection
 from kpy.protocol.messages import FrameReader, ProtocolError
 
 log = logging.getLogger("kpy.server")
@@ -28,7 +29,8 @@ RECEIVE_SIZE = 1 << 20
 
 async def serve_connection(broker: Broker, stream: SocketStream) -> None:
     try:
-        peer = "%s:%s" % stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+        host, port = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+        peer = f"{host}:{port}"
     except Exception:
         peer = "?"
     reader = FrameReader(broker.max_request_size)
@@ -63,7 +65,9 @@ async def serve_connection(broker: Broker, stream: SocketStream) -> None:
 
 async def _listen(listener: Listener) -> list[anyio.abc.SocketListener]:
     host = listener.host or None
-    multi = await anyio.create_tcp_listener(local_host=host, local_port=listener.port, reuse_port=False)
+    multi = await anyio.create_tcp_listener(
+        local_host=host, local_port=listener.port, reuse_port=False
+    )
     return list(multi.listeners)
 
 

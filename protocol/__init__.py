@@ -1,1 +1,4 @@
-"""kpy.protocol: the Kafka wire protocol, sans-IO (bytes in, requests out; responses in, bytes out)."""
+"""kpy.protocol: the Kafka wire protocol, sans-IO.
+
+Bytes in, requests out; responses in, bytes out.
+"""

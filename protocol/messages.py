@@ -195,10 +195,7 @@ _TIMEDELTA_TYPES = {"timedelta_i32", "timedelta_i64"}
 
 @cache
 def _field_info(cls: type[Any]) -> dict[str, str | None]:
-    return {
-        f.name: f.metadata.get("kafka_type")
-        for f in dataclasses.fields(cls)
-    }
+    return {f.name: f.metadata.get("kafka_type") for f in dataclasses.fields(cls)}
 
 
 def make(cls: type[Any], **values: Any) -> Any:

@@ -163,7 +163,9 @@ def validate_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:
     return headers
 
 
-def iter_headers(buf: bytes | bytearray | memoryview, pos: int = 0) -> Iterator[tuple[int, BatchHeader]]:
+def iter_headers(
+    buf: bytes | bytearray | memoryview, pos: int = 0
+) -> Iterator[tuple[int, BatchHeader]]:
     """Yield (position, header) for each whole batch in ``buf``; stop at a partial one."""
     end = len(buf)
     while end - pos >= HEADER_SIZE:
@@ -187,7 +189,12 @@ def set_log_append_time(buf: bytearray, pos: int, size: int, timestamp: int) -> 
     """Mark the batch at ``pos`` as LogAppendTime with max_timestamp ``timestamp``, fix the CRC."""
     attributes, last_delta, base_ts, _ = _ATTRS_AND_REST.unpack_from(buf, pos + ATTRIBUTES_OFFSET)
     _ATTRS_AND_REST.pack_into(
-        buf, pos + ATTRIBUTES_OFFSET, attributes | TIMESTAMP_TYPE_MASK, last_delta, base_ts, timestamp
+        buf,
+        pos + ATTRIBUTES_OFFSET,
+        attributes | TIMESTAMP_TYPE_MASK,
+        last_delta,
+        base_ts,
+        timestamp,
     )
     struct.pack_into(">I", buf, pos + CRC_OFFSET, compute_crc(buf, pos, size))
 
@@ -230,7 +237,9 @@ def _read_varbytes(buf: bytes, pos: int) -> tuple[bytes | None, int]:
     return buf[pos : pos + length], pos + length
 
 
-def decode_records(batch: bytes | bytearray | memoryview, max_uncompressed: int = 1 << 30) -> list[Record]:
+def decode_records(
+    batch: bytes | bytearray | memoryview, max_uncompressed: int = 1 << 30
+) -> list[Record]:
     """Decode the records of one v2 batch (header included in ``batch``)."""
     from kpy.protocol.compression import decompress
 

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from kpy_process import KpyProcess  # noqa: E402
+from kpy_process import KpyProcess
 
 
 @pytest.fixture

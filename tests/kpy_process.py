@@ -31,7 +31,16 @@ class KpyProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> KpyProcess:
-        args = [sys.executable, "-m", "kpy", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        args = [
+            sys.executable,
+            "-m",
+            "kpy",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
         for key, value in self.overrides.items():
             args += ["--override", f"{key}={value}"]
         self.output = []
@@ -54,9 +63,10 @@ class KpyProcess:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         if not ready.wait(timeout) or self.proc.poll() is not None:
-            self.stop()
+            self.kill()
             raise RuntimeError("kpy did not start:\n" + "".join(self.output))
         return self
 
@@ -71,15 +81,22 @@ class KpyProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()
-        self.proc = None
+        self._release()
         return code
+
+    def _release(self) -> None:
+        assert self.proc is not None
+        self._pump.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
 
     def kill(self) -> None:
         """SIGKILL: an unclean stop, as a crash or power cut leaves the files."""
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
-            self.proc = None
+            self._release()
 
     def restart(self) -> KpyProcess:
         self.stop()

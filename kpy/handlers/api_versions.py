@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import struct
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.broker import RequestContext
 from kpy.handlers.registry import REGISTRY, handles
 from kpy.protocol.messages import RequestHeader, make, response_type
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
 
 KEY = 18
 
@@ -25,7 +27,12 @@ def _response(version: int) -> Any:
     cls = response_type(KEY, version)
     mod = __import__(cls.__module__, fromlist=["ApiVersion"])
     keys = tuple(
-        make(mod.ApiVersion, api_key=r.api_key, min_version=r.advertised_min, max_version=r.max_version)
+        make(
+            mod.ApiVersion,
+            api_key=r.api_key,
+            min_version=r.advertised_min,
+            max_version=r.max_version,
+        )
         for r in sorted(REGISTRY.values(), key=lambda r: r.api_key)
     )
     return make(

@@ -9,13 +9,15 @@ partition count, replication factor and the topic's configs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.broker import RequestContext
 from kpy.handlers.registry import handles
-from kpy.protocol.messages import make, response_module
+from kpy.protocol.messages import has_field, make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
 
 KEY = 19
 
@@ -72,7 +74,7 @@ def _result(
     broker: Any = None,
 ) -> Any:
     configs = None
-    if info is not None:
+    if info is not None and has_field(mod.CreatableTopicResult, "configs"):
         configs = tuple(
             make(
                 mod.CreatableTopicConfigs,

@@ -6,13 +6,15 @@ off the event loop. Waiting fetches for it end at their deadline with UNKNOWN_TO
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.broker import RequestContext
 from kpy.handlers.registry import handles
 from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
 
 KEY = 20
 

@@ -13,14 +13,16 @@ transactions the last stable offset is the high watermark. v13+ names topics by 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from kio.schema.errors import ErrorCode
 
-from kpy.broker import RequestContext
 from kpy.handlers.registry import handles
 from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
 
 KEY = 1
 READ_COMMITTED = 1
@@ -80,7 +82,11 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 
 
 async def _read_all(
-    ctx: RequestContext, mod: Any, request: Any, wanted: list[tuple[Any, str | None, Any]], by_id: bool
+    ctx: RequestContext,
+    mod: Any,
+    request: Any,
+    wanted: list[tuple[Any, str | None, Any]],
+    by_id: bool,
 ) -> tuple[int, list[Any]]:
     broker = ctx.broker
     remaining = request.max_bytes
@@ -93,7 +99,9 @@ async def _read_all(
         for p in partitions:
             log = broker.logs.get_log(name, p.partition) if name else None
             if log is None:
-                error = ErrorCode.unknown_topic_id if by_id else ErrorCode.unknown_topic_or_partition
+                error = (
+                    ErrorCode.unknown_topic_id if by_id else ErrorCode.unknown_topic_or_partition
+                )
                 out.append(_partition(mod, p.partition, error, -1, -1, -1, read_committed, b""))
                 continue
             hw = log.log_end_offset
@@ -110,8 +118,14 @@ async def _read_all(
             if p.fetch_offset < start or p.fetch_offset > hw:
                 out.append(
                     _partition(
-                        mod, p.partition, ErrorCode.offset_out_of_range, hw, hw, start,
-                        read_committed, b"",
+                        mod,
+                        p.partition,
+                        ErrorCode.offset_out_of_range,
+                        hw,
+                        hw,
+                        start,
+                        read_committed,
+                        b"",
                     )
                 )
                 continue

@@ -9,14 +9,16 @@ with COORDINATOR_NOT_AVAILABLE, so a transactional producer fails clearly instea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from kio.schema.errors import ErrorCode
 
-from kpy.broker import RequestContext
 from kpy.handlers.registry import handles
 from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
 
 KEY = 22
 

@@ -10,13 +10,15 @@ no such record the answer is offset -1 and timestamp -1, as Kafka gives it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.broker import RequestContext
 from kpy.handlers.registry import handles
 from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
 
 KEY = 2
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
@@ -42,7 +44,9 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                     old_style_offsets=(offset,) if offset >= 0 else (),
                 )
             )
-        topics.append(make(mod.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(partitions)))
+        topics.append(
+            make(mod.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(partitions))
+        )
     return make(mod.ListOffsetsResponse, throttle_time=0, topics=tuple(topics))
 
 
@@ -64,7 +68,7 @@ def _lookup(ctx: RequestContext, topic: str, p: Any) -> tuple[ErrorCode, int, in
     if ts == LATEST_TIERED:
         return ErrorCode.none, -1, -1
     if ts == MAX_TIMESTAMP:
-        found = log.max_timestamp_offset()
+        found = log.max_timestamp()
     elif ts < 0:
         return ErrorCode.unknown_server_error, -1, -1
     else:

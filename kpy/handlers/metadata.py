@@ -9,14 +9,16 @@ Authorized operations are not computed (no ACLs yet): the field keeps its "not r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.broker import RequestContext
 from kpy.handlers.registry import handles
 from kpy.protocol.messages import make, response_module
 from kpy.topics import is_internal, name_error
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
 
 KEY = 3
 NO_OPERATIONS = -2147483648
@@ -56,9 +58,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                     continue
                 info = logs.topic(name)
             if info is None:
-                topics.append(
-                    _topic_error(mod, name, None, ErrorCode.unknown_topic_or_partition)
-                )
+                topics.append(_topic_error(mod, name, None, ErrorCode.unknown_topic_or_partition))
                 continue
         partitions = tuple(
             make(
@@ -86,7 +86,13 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         )
 
     brokers = tuple(
-        make(mod.MetadataResponseBroker, node_id=broker.node_id, host=lst.host, port=lst.port, rack=None)
+        make(
+            mod.MetadataResponseBroker,
+            node_id=broker.node_id,
+            host=lst.host,
+            port=lst.port,
+            rack=None,
+        )
         for lst in broker.advertised_listeners(ctx)
     )
     return make(

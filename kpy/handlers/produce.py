@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.broker import CloseConnection, RequestContext
-from kpy.handlers.registry import handles
+from kpy.handlers.registry import CloseConnection, handles
 from kpy.protocol import records as rb
 from kpy.protocol.messages import make, response_module
 from kpy.storage import errors as se
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
 
 KEY = 0
 
 
 @handles(KEY, "Produce", 3, 11, advertised_min=0)
 async def handle(ctx: RequestContext, request: Any) -> Any:
-    broker = ctx.broker
     mod = response_module(KEY, ctx.version)
     acks = request.acks
     now_ms = int(time.time() * 1000)
@@ -46,7 +47,9 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             if error is not ErrorCode.none:
                 failed.append(f"{topic.name}-{part.index}: {error.name}")
             partitions.append(_partition_response(mod, part.index, error, result, message))
-        topics.append(make(mod.TopicProduceResponse, name=topic.name, partition_responses=tuple(partitions)))
+        topics.append(
+            make(mod.TopicProduceResponse, name=topic.name, partition_responses=tuple(partitions))
+        )
     if acks == 0:
         if failed:
             raise CloseConnection("acks=0 produce failed: " + ", ".join(failed))
@@ -62,7 +65,11 @@ def _append(
     if log is None:
         return ErrorCode.unknown_topic_or_partition, None, None
     if not records:
-        return ErrorCode.invalid_record, None, "Produce requests must have at least one record batch"
+        return (
+            ErrorCode.invalid_record,
+            None,
+            "Produce requests must have at least one record batch",
+        )
     buf = bytearray(records)
     if len(buf) < rb.HEADER_SIZE:
         return ErrorCode.invalid_record, None, "Produce request has no complete record batch"
@@ -101,19 +108,27 @@ def _append(
         return ErrorCode.unsupported_compression_type, None, None
     if header.is_transactional or header.is_control:
         # Transactions arrive with issue 9; Kafka refuses control batches from clients too.
-        return ErrorCode.invalid_record, None, "transactional and control batches are not supported yet"
-    rb.set_partition_leader_epoch(buf, 0, broker.leader_epoch)
-    try:
-        result = log.append(
-            buf,
-            headers,
-            now_ms=now_ms,
-            log_append_time=log.config.message_timestamp_type == "LogAppendTime",
+        return (
+            ErrorCode.invalid_record,
+            None,
+            "transactional and control batches are not supported yet",
         )
+    try:
+        result = log.append(buf, headers, now_ms=now_ms, leader_epoch=broker.leader_epoch)
     except se.InvalidProducerEpoch as e:
         return ErrorCode.invalid_producer_epoch, None, str(e)
     except se.OutOfOrderSequence as e:
         return ErrorCode.out_of_order_sequence_number, None, str(e)
+    except se.DuplicateSequence as e:
+        return ErrorCode.duplicate_sequence_number, None, str(e)
+    except se.RecordTooLarge as e:
+        return ErrorCode.message_too_large, None, str(e)
+    except se.RecordBatchTooLarge as e:
+        return ErrorCode.record_list_too_large, None, str(e)
+    except rb.InvalidRecordBatch as e:
+        return ErrorCode.invalid_record, None, str(e)
+    except se.InvalidTxnState as e:
+        return ErrorCode.invalid_txn_state, None, str(e)
     except se.StorageError as e:
         return ErrorCode.kafka_storage_error, None, str(e)
     except OSError as e:

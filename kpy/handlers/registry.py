@@ -27,11 +27,20 @@ class Registration:
     advertised_min: int
 
 
+class CloseConnection(Exception):
+    """A handler's answer that Kafka gives by closing the connection (acks=0 produce errors)."""
+
+
 REGISTRY: dict[int, Registration] = {}
 
 
 def handles(
-    api_key: int, name: str, min_version: int, max_version: int, *, advertised_min: int | None = None
+    api_key: int,
+    name: str,
+    min_version: int,
+    max_version: int,
+    *,
+    advertised_min: int | None = None,
 ) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         if api_key in REGISTRY:

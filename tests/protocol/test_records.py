@@ -55,7 +55,9 @@ def test_iter_headers_stops_at_a_partial_batch() -> None:
     assert [pos for pos, _ in got] == [0]
 
 
-@pytest.mark.parametrize("codec", [compression.GZIP, compression.SNAPPY, compression.LZ4, compression.ZSTD])
+@pytest.mark.parametrize(
+    "codec", [compression.GZIP, compression.SNAPPY, compression.LZ4, compression.ZSTD]
+)
 def test_codecs_round_trip_and_refuse_bombs(codec: int) -> None:
     data = b"kafka " * 10000
     packed = compression.compress(codec, data)

@@ -1,0 +1,25 @@
+"""Print the table of supported APIs and versions, from the handler registry (for README.md)."""
+
+from __future__ import annotations
+
+import kpy.handlers  # noqa: F401  (registers every handler)
+from kpy.handlers.registry import REGISTRY
+
+NOTES = {
+    0: " (0-2 advertised, as Kafka 4 does)",
+    22: " (idempotent producers; transactions to come)",
+}
+
+
+def table() -> str:
+    lines = ["| API | key | versions |", "|---|---|---|"]
+    for reg in sorted(REGISTRY.values(), key=lambda r: r.api_key):
+        lines.append(
+            f"| {reg.name} | {reg.api_key} | {reg.min_version}-{reg.max_version}"
+            f"{NOTES.get(reg.api_key, '')} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table())

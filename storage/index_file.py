@@ -1,0 +1,58 @@
+"""The file under an index: fixed-size entries, appended with plain writes, never preallocated.
+
+Kafka preallocates its index files (segment.index.bytes) and memory-maps them, then trims them
+to the valid entries when the segment rolls or closes; a crash leaves a file padded with zeros
+that the loader must see through. kpy writes each entry with a plain append instead, so the file
+always holds exactly the entries written, and the in-memory copy (an array kept by the index
+classes) is the only thing lookups touch. After a crash the file may lack the last entries or
+end in a torn one; the length check (a multiple of the entry size) and the ordering checks of
+the owning index catch the latter, and the log rebuilds any index it cannot trust.
+
+Thread use: only the event loop thread writes. The index classes read their in-memory arrays,
+never the file, so readers on a worker thread do not touch this object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class IndexFile:
+    """An append-only file of fixed-size entries, opened with O_APPEND."""
+
+    __slots__ = ("_fd", "entry_size", "path")
+
+    def __init__(self, path: Path, entry_size: int) -> None:
+        self.path = path
+        self.entry_size = entry_size
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def read_all(self) -> bytes:
+        size = os.fstat(self._fd).st_size
+        return os.pread(self._fd, size, 0) if size else b""
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def truncate_entries(self, entries: int) -> None:
+        os.ftruncate(self._fd, entries * self.entry_size)
+
+    def flush(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def delete(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0

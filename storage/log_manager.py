@@ -1,0 +1,510 @@
+"""LogManager: the data directory, its partition logs, topic metadata and checkpoint files.
+
+Files in the data directory root:
+
+    meta.properties                    Kafka's format (java.util.Properties text):
+                                           #
+                                           #<date>
+                                           cluster.id=<22-char base64url uuid>
+                                           node.id=<int>
+                                           version=1
+    recovery-point-offset-checkpoint   Kafka's offset checkpoint text format:
+    log-start-offset-checkpoint            0                      (format version)
+                                           <n>                    (number of lines that follow)
+                                           <topic> <partition> <offset>   (n lines)
+    .kafka_cleanshutdown               exists only between a clean close and the next open;
+                                       content as Kafka's: {"version":0,"brokerEpoch":-1}
+    kpy-topics.json                    kpy's own (see "Changing kpy-topics.json" below)
+    <topic>-<partition>/               one Log each (log.py), holding also Kafka's
+                                       partition.metadata: "version: 0\\ntopic_id: <base64url>"
+
+kpy-topics.json layout:
+
+    {"version": 1,
+     "topics": [{"name": str, "topic_id": str (Kafka's base64url form of a uuid4),
+                 "partitions": int, "configs": {kafka config name: str}}]}
+
+Changing kpy-topics.json:
+    1. Add fields with a default, so an older file still loads; readers ignore unknown fields.
+    2. Anything else (renaming, changing a meaning): bump "version", keep a reader for the old
+       version here, and write only the new one.
+    3. The file is the commit point of create_topic and delete_topic: write it before creating
+       partition directories and before removing them, so a crash in between is repaired at
+       open (missing directories are created; directories of unknown topics are left alone
+       and logged; a directory whose partition.metadata names another topic id is deleted).
+
+Every file above is written atomically: to ``<name>.tmp``, fsync, rename, fsync the directory.
+
+Threads: the event loop thread only. Logs it hands out may be read from worker threads (log.py).
+
+After a crash: no clean shutdown marker at open, so each log recovers from its checkpointed
+recovery point (0 if the checkpoint lacks it); checkpoints are rewritten right after opening.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kpy.storage.config import LogConfig
+from kpy.storage.errors import (
+    InconsistentMetadata,
+    InvalidPartitions,
+    InvalidTopic,
+    TopicExists,
+    UnknownTopic,
+)
+from kpy.storage.log import Log
+
+log = logging.getLogger(__name__)
+
+RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
+LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
+CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+META_PROPERTIES = "meta.properties"
+TOPICS_FILE = "kpy-topics.json"
+PARTITION_METADATA = "partition.metadata"
+TOPICS_FILE_VERSION = 1
+
+_LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
+MAX_TOPIC_LENGTH = 249
+_METADATA_TOPIC_ID = uuid.UUID(int=1)
+
+TopicPartition = tuple[str, int]
+
+
+# --- Kafka's Uuid text form ---
+
+
+def uuid_to_kafka(value: uuid.UUID) -> str:
+    """Kafka's Uuid.toString: base64url of the 16 bytes, without padding (22 characters)."""
+    return base64.urlsafe_b64encode(value.bytes).rstrip(b"=").decode("ascii")
+
+
+def uuid_from_kafka(text: str) -> uuid.UUID:
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if len(raw) != 16:
+        raise ValueError(f"{text!r} is not a Kafka uuid")
+    return uuid.UUID(bytes=raw)
+
+
+def random_kafka_uuid() -> uuid.UUID:
+    """A uuid4 Kafka would accept (Uuid.randomUuid: not zero, not reserved, no leading '-')."""
+    while True:
+        value = uuid.uuid4()
+        if value.int > 1 and not uuid_to_kafka(value).startswith("-"):
+            return value
+
+
+# --- Atomic files ---
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def read_offset_checkpoint(path: Path) -> dict[TopicPartition, int]:
+    """Parse Kafka's offset checkpoint file; a missing or malformed file reads as empty."""
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    try:
+        if lines[0].strip() != "0":
+            raise ValueError(f"unknown checkpoint version {lines[0]!r}")
+        count = int(lines[1])
+        offsets: dict[TopicPartition, int] = {}
+        for line in lines[2 : 2 + count]:
+            topic, partition, offset = line.split(" ")
+            offsets[(topic, int(partition))] = int(offset)
+        if len(offsets) != count:
+            raise ValueError("checkpoint line count mismatch")
+        return offsets
+    except (ValueError, IndexError) as exc:
+        log.warning("ignoring malformed checkpoint %s: %s", path, exc)
+        return {}
+
+
+def write_offset_checkpoint(path: Path, offsets: Mapping[TopicPartition, int]) -> None:
+    lines = ["0", str(len(offsets))]
+    lines += [
+        f"{topic} {partition} {offset}" for (topic, partition), offset in sorted(offsets.items())
+    ]
+    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    props: dict[str, str] = {}
+    for raw in path.read_text("utf-8").splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        key, _, value = line.partition("=")
+        props[key.strip()] = value.strip()
+    return props
+
+
+def write_properties(path: Path, props: Mapping[str, str]) -> None:
+    stamp = time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime())
+    lines = ["#", f"#{stamp}"] + [f"{k}={v}" for k, v in props.items()]
+    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def validate_topic_name(name: str) -> None:
+    """Kafka's Topic.validate."""
+    if not name:
+        raise InvalidTopic("topic name is empty")
+    if name in (".", ".."):
+        raise InvalidTopic(f"topic name cannot be {name!r}")
+    if len(name) > MAX_TOPIC_LENGTH:
+        raise InvalidTopic(f"topic name is longer than {MAX_TOPIC_LENGTH} characters")
+    if not _LEGAL_TOPIC.match(name):
+        raise InvalidTopic(f"topic name {name!r} has characters outside [a-zA-Z0-9._-]")
+
+
+def _collision_key(name: str) -> str:
+    return name.replace(".", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    configs: Mapping[str, str] = field(default_factory=dict)  # the topic's overrides only
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "topic_id": uuid_to_kafka(self.topic_id),
+            "partitions": self.partitions,
+            "configs": dict(self.configs),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object]) -> TopicInfo:
+        configs = obj.get("configs") or {}
+        assert isinstance(configs, dict)
+        partitions = obj["partitions"]
+        assert isinstance(partitions, int)
+        return cls(
+            str(obj["name"]),
+            uuid_from_kafka(str(obj["topic_id"])),
+            partitions,
+            {str(k): str(v) for k, v in configs.items()},
+        )
+
+
+class LogManager:
+    """Owns one data directory: see the module docstring for its files."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        default_config: LogConfig,
+        node_id: int,
+        cluster_id: str,
+        had_clean_shutdown: bool,
+    ) -> None:
+        self.data_dir = data_dir
+        self.default_config = default_config
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self.had_clean_shutdown = had_clean_shutdown
+        self._topics: dict[str, TopicInfo] = {}
+        self._by_id: dict[uuid.UUID, TopicInfo] = {}
+        self._logs: dict[TopicPartition, Log] = {}
+        self._closed = False
+
+    # --- Opening ---
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path | str,
+        default_config_overrides: Mapping[str, str] | None = None,
+        *,
+        node_id: int = 1,
+        now_ms: int | None = None,
+    ) -> LogManager:
+        """Open (or initialise) a data directory and every partition log in it.
+
+        ``default_config_overrides`` uses Kafka's topic config names ("segment.bytes"); topic
+        overrides apply on top of it.
+        """
+        root = Path(data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        default_config = LogConfig.from_properties(default_config_overrides or {})
+        for tmp in root.glob("*.tmp"):
+            tmp.unlink()
+        cluster_id = cls._load_meta_properties(root, node_id)
+        marker = root / CLEAN_SHUTDOWN_FILE
+        clean = marker.exists()
+        manager = cls(root, default_config, node_id, cluster_id, clean)
+        for info in manager._read_topics_file():
+            manager._add_topic(info)
+        recovery_points = read_offset_checkpoint(root / RECOVERY_POINT_CHECKPOINT)
+        start_offsets = read_offset_checkpoint(root / LOG_START_OFFSET_CHECKPOINT)
+        manager._sweep(root)
+        for info in manager._topics.values():
+            for partition in range(info.partitions):
+                tp = (info.name, partition)
+                manager._logs[tp] = manager._open_log(
+                    info,
+                    partition,
+                    recovery_point=recovery_points.get(tp, 0),
+                    log_start_offset=start_offsets.get(tp, 0),
+                    clean=clean,
+                    now_ms=now,
+                )
+        if clean:
+            marker.unlink()
+            fsync_dir(root)
+        manager._write_checkpoints()
+        return manager
+
+    @staticmethod
+    def _load_meta_properties(root: Path, node_id: int) -> str:
+        path = root / META_PROPERTIES
+        if path.exists():
+            props = read_properties(path)
+            if props.get("version") != "1":
+                raise InconsistentMetadata(f"{path}: unsupported version {props.get('version')}")
+            if props.get("node.id") != str(node_id):
+                raise InconsistentMetadata(
+                    f"{path}: node.id {props.get('node.id')} does not match configured {node_id}"
+                )
+            cluster_id = props.get("cluster.id")
+            if not cluster_id:
+                raise InconsistentMetadata(f"{path}: no cluster.id")
+            return cluster_id
+        cluster_id = uuid_to_kafka(random_kafka_uuid())
+        write_properties(path, {"cluster.id": cluster_id, "node.id": str(node_id), "version": "1"})
+        return cluster_id
+
+    def _read_topics_file(self) -> list[TopicInfo]:
+        path = self.data_dir / TOPICS_FILE
+        try:
+            obj = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return []
+        if obj.get("version") != TOPICS_FILE_VERSION:
+            raise InconsistentMetadata(f"{path}: unsupported version {obj.get('version')}")
+        return [TopicInfo.from_json(t) for t in obj.get("topics", [])]
+
+    def _write_topics_file(self) -> None:
+        obj = {
+            "version": TOPICS_FILE_VERSION,
+            "topics": [t.to_json() for t in sorted(self._topics.values(), key=lambda t: t.name)],
+        }
+        write_atomic(self.data_dir / TOPICS_FILE, json.dumps(obj, indent=1).encode("utf-8"))
+
+    def _sweep(self, root: Path) -> None:
+        """Finish interrupted deletes; report directories that belong to no known partition."""
+        for entry in root.iterdir():
+            if not entry.is_dir():
+                continue
+            if entry.name.endswith("-delete"):
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
+            topic, _, partition = entry.name.rpartition("-")
+            info = self._topics.get(topic)
+            if info is None or not partition.isdigit() or int(partition) >= info.partitions:
+                log.warning("ignoring directory %s: no such partition in %s", entry, TOPICS_FILE)
+
+    def _add_topic(self, info: TopicInfo) -> None:
+        self._topics[info.name] = info
+        self._by_id[info.topic_id] = info
+
+    def partition_dir(self, topic: str, partition: int) -> Path:
+        return self.data_dir / f"{topic}-{partition}"
+
+    def _open_log(
+        self,
+        info: TopicInfo,
+        partition: int,
+        *,
+        recovery_point: int,
+        log_start_offset: int,
+        clean: bool,
+        now_ms: int,
+    ) -> Log:
+        directory = self.partition_dir(info.name, partition)
+        metadata = directory / PARTITION_METADATA
+        expected = f"version: 0\ntopic_id: {uuid_to_kafka(info.topic_id)}"
+        if (
+            directory.exists()
+            and metadata.exists()
+            and metadata.read_text("utf-8").strip() != expected
+        ):
+            # A directory left by a deleted topic of the same name: finish deleting it.
+            doomed = directory.with_name(f"{directory.name}.{uuid.uuid4().hex}-delete")
+            os.rename(directory, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        if not metadata.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            write_atomic(metadata, expected.encode("utf-8"))
+            fsync_dir(self.data_dir)
+        return Log.open(
+            directory,
+            self.topic_config(info.name),
+            recovery_point=recovery_point,
+            clean_shutdown=clean,
+            now_ms=now_ms,
+            log_start_offset=log_start_offset,
+        )
+
+    # --- Topics ---
+
+    def topics(self) -> list[TopicInfo]:
+        return sorted(self._topics.values(), key=lambda t: t.name)
+
+    def topic(self, name: str) -> TopicInfo | None:
+        return self._topics.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        return self._by_id.get(topic_id)
+
+    def topic_config(self, name: str) -> LogConfig:
+        info = self._topics[name]
+        return LogConfig.from_properties(info.configs, base=self.default_config)
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: Mapping[str, str] | None = None,
+        *,
+        now_ms: int | None = None,
+    ) -> TopicInfo:
+        """Create a topic and its partition logs. Raises InvalidTopic, TopicExists,
+        InvalidPartitions, InvalidConfig; nothing is written when it raises."""
+        validate_topic_name(name)
+        if name in self._topics:
+            raise TopicExists(f"topic {name!r} already exists")
+        key = _collision_key(name)
+        for other in self._topics:
+            if _collision_key(other) == key:
+                raise InvalidTopic(f"topic {name!r} collides with existing topic {other!r}")
+        if partitions < 1:
+            raise InvalidPartitions(f"partition count {partitions} is below 1")
+        overrides = dict(configs or {})
+        LogConfig.from_properties(overrides, base=self.default_config)  # validate
+        topic_id = random_kafka_uuid()
+        while topic_id in self._by_id:
+            topic_id = random_kafka_uuid()
+        info = TopicInfo(name, topic_id, partitions, overrides)
+        self._add_topic(info)
+        self._write_topics_file()
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        for partition in range(partitions):
+            self._logs[(name, partition)] = self._open_log(
+                info, partition, recovery_point=0, log_start_offset=0, clean=True, now_ms=now
+            )
+        return info
+
+    def create_partitions(self, name: str, total: int, *, now_ms: int | None = None) -> TopicInfo:
+        """Grow a topic to ``total`` partitions (CreatePartitions)."""
+        info = self._topics.get(name)
+        if info is None:
+            raise UnknownTopic(f"unknown topic {name!r}")
+        if total <= info.partitions:
+            raise InvalidPartitions(f"topic {name!r} already has {info.partitions} partitions")
+        grown = TopicInfo(name, info.topic_id, total, info.configs)
+        self._add_topic(grown)
+        self._write_topics_file()
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        for partition in range(info.partitions, total):
+            self._logs[(name, partition)] = self._open_log(
+                grown, partition, recovery_point=0, log_start_offset=0, clean=True, now_ms=now
+            )
+        return grown
+
+    def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo:
+        """Replace a topic's overrides (AlterConfigs); open logs pick up the new config."""
+        info = self._topics.get(name)
+        if info is None:
+            raise UnknownTopic(f"unknown topic {name!r}")
+        config = LogConfig.from_properties(configs, base=self.default_config)
+        updated = TopicInfo(name, info.topic_id, info.partitions, dict(configs))
+        self._add_topic(updated)
+        self._write_topics_file()
+        for partition in range(info.partitions):
+            self._logs[(name, partition)].config = config
+        return updated
+
+    def delete_topic(self, name: str) -> TopicInfo:
+        """Forget a topic and delete its partition directories (via Kafka's ``-delete`` rename)."""
+        info = self._topics.pop(name, None)
+        if info is None:
+            raise UnknownTopic(f"unknown topic {name!r}")
+        del self._by_id[info.topic_id]
+        self._write_topics_file()
+        for partition in range(info.partitions):
+            partition_log = self._logs.pop((name, partition), None)
+            if partition_log is not None:
+                partition_log.delete()
+        fsync_dir(self.data_dir)
+        self._write_checkpoints()
+        return info
+
+    def get_log(self, topic: str, partition: int) -> Log | None:
+        return self._logs.get((topic, partition))
+
+    def logs(self) -> dict[TopicPartition, Log]:
+        return dict(self._logs)
+
+    # --- Checkpoints and shutdown ---
+
+    def _write_checkpoints(self) -> None:
+        write_offset_checkpoint(
+            self.data_dir / RECOVERY_POINT_CHECKPOINT,
+            {tp: lg.recovery_point for tp, lg in self._logs.items()},
+        )
+        write_offset_checkpoint(
+            self.data_dir / LOG_START_OFFSET_CHECKPOINT,
+            {tp: lg.log_start_offset for tp, lg in self._logs.items()},
+        )
+
+    def checkpoint(self, *, flush_active: bool = False) -> None:
+        """fsync rolled segments (and the active ones if asked), then write the checkpoints."""
+        for partition_log in self._logs.values():
+            if flush_active:
+                partition_log.flush()
+            else:
+                partition_log.flush(up_to=partition_log.active_segment.base_offset)
+        self._write_checkpoints()
+
+    def close(self) -> None:
+        """Close every log (producer snapshots, fsync), write checkpoints and the clean marker."""
+        if self._closed:
+            return
+        for partition_log in self._logs.values():
+            partition_log.close()
+        self._write_checkpoints()
+        write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+        self._closed = True

@@ -1,0 +1,467 @@
+"""LogSegment: one ``.log`` file of record batches and its two indexes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from kpy.protocol.records import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    BatchHeader,
+    CorruptRecordBatch,
+    InvalidRecordBatch,
+    batch_size_at,
+    decode_records,
+    iter_headers,
+    read_header,
+    validate_batches,
+)
+from kpy.storage.config import LogConfig
+from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow
+from kpy.storage.offset_index import DEFAULT_MAX_INDEX_SIZE, OffsetIndex
+from kpy.storage.time_index import NO_TIMESTAMP, TimeIndex
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+
+_I = TypeVar("_I", OffsetIndex, TimeIndex)
+
+_SCAN_CHUNK = 64 * 1024
+_RECOVER_CHUNK = 1024 * 1024
+
+
+def offset_file_name(offset: int) -> str:
+    """Kafka's file name stem: the offset zero-padded to 20 digits."""
+    return f"{offset:020d}"
+
+
+def segment_paths(directory: Path, base_offset: int) -> tuple[Path, Path, Path]:
+    stem = offset_file_name(base_offset)
+    return (
+        directory / (stem + LOG_SUFFIX),
+        directory / (stem + INDEX_SUFFIX),
+        directory / (stem + TIME_INDEX_SUFFIX),
+    )
+
+
+class LogSegment:
+    """A slice of a partition's log starting at ``base_offset``.
+
+    Files, in the partition directory (Kafka's names and formats):
+
+        <20-digit base offset>.log        record batches (message format v2), back to back, each
+                                          exactly as Kafka stores it: 61-byte header (see
+                                          kpy.protocol.records), then the records. No file header.
+        <20-digit base offset>.index      OffsetIndex, see offset_index.py
+        <20-digit base offset>.timeindex  TimeIndex, see time_index.py
+
+    Invariants: batches sit back to back from position 0 with increasing offsets, all in
+    [base_offset, base_offset + 2**31 - 1]; an offset index entry is added for a batch once more
+    than ``index_interval_bytes`` have been appended since the last entry (so after a rebuild the
+    indexes come out identical); the time index tracks the running maximum timestamp. No
+    preallocation: the .log size is the data size.
+
+    Threads: one writer, the event loop thread (``append``, ``recover``, ``flush``, ``close``).
+    ``read``, ``find_offset_by_timestamp`` and ``find_max_timestamp`` may run on a worker thread
+    concurrently with an append: they use ``os.pread`` (no shared file position) and never look
+    past the ``size`` they read when they start; ``append`` publishes the new size only after
+    the bytes are written. Closing or deleting a segment while a reader is inside it is the
+    caller's problem (the reader gets an OSError).
+
+    After a crash: the .log may end in a torn batch, and anything after the last fsync may be
+    garbage; the indexes may be short, torn or stale. ``recover`` validates every batch (CRC and
+    structure), truncates the .log at the first bad one and rebuilds both indexes. The log runs
+    it on the segments past the recovery point after an unclean shutdown, and on any segment
+    whose index is missing or fails its sanity check.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        base_offset: int,
+        *,
+        index_interval_bytes: int = 4096,
+        max_index_size: int = DEFAULT_MAX_INDEX_SIZE,
+        now_ms: int = 0,
+    ) -> None:
+        """Open the segment's files, creating any that are missing.
+
+        Never raises CorruptIndex: an index that is missing (for a non-empty .log) or fails its
+        sanity check is replaced with an empty one and ``needs_recovery`` is set.
+        """
+        self.directory = directory
+        self.base_offset = base_offset
+        self.index_interval_bytes = index_interval_bytes
+        self.log_path, self.index_path, self.time_index_path = segment_paths(directory, base_offset)
+        self.needs_recovery = False
+        self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
+        self.offset_index = self._open_index(OffsetIndex, self.index_path, max_index_size)
+        self.time_index = self._open_index(TimeIndex, self.time_index_path, max_index_size)
+        try:
+            self.offset_index.sanity_check(self._size)
+        except CorruptIndex:
+            self._reset_indexes()
+        self._bytes_since_last_index_entry = 0
+        self._created_ms = now_ms
+        # First batch's max timestamp (Kafka's rollingBasedTimestamp); None until loaded.
+        self._rolling_timestamp: int | None = None
+        # (max timestamp, last offset of the first batch reaching it); None until loaded.
+        self._max_timestamp: tuple[int, int] | None = None
+        self._next_offset: int | None = None
+        if self._size == 0:
+            self._max_timestamp = (NO_TIMESTAMP, base_offset)
+            self._next_offset = base_offset
+
+    def _open_index(self, cls: type[_I], path: Path, max_index_size: int) -> _I:
+        existed = path.exists()
+        try:
+            index = cls(path, self.base_offset, max_index_size)
+        except CorruptIndex:
+            path.unlink()
+            index = cls(path, self.base_offset, max_index_size)
+            self.needs_recovery = True
+        if not existed and self._size > 0:
+            self.needs_recovery = True
+        return index
+
+    def _reset_indexes(self) -> None:
+        self.offset_index.reset()
+        self.time_index.reset()
+        self.needs_recovery = True
+
+    # --- Sizes and offsets ---
+
+    @property
+    def size(self) -> int:
+        """Bytes of batches in the .log (what a reader may read)."""
+        return self._size
+
+    def read_next_offset(self) -> int:
+        """The offset after the last batch (base offset when empty).
+
+        The first call scans batch headers from the last offset index entry (at most about
+        index.interval.bytes plus one batch); later calls are free.
+        """
+        if self._next_offset is None:
+            self.load_tail()
+        assert self._next_offset is not None
+        return self._next_offset
+
+    def load_tail(self) -> None:
+        """Find the next offset and the max timestamp by scanning past the last index entries.
+
+        Sets ``needs_recovery`` when the scan does not end exactly at the end of the .log (a torn
+        tail), or when the time index names an offset past the last batch.
+        """
+        size = self._size
+        _, position = self.offset_index.lookup(self.offset_index.last_offset)
+        next_offset = self.base_offset
+        end = position
+        for pos, header in self._iter_batches(position, size):
+            next_offset = header.next_offset
+            end = pos + header.size
+        if end != size:
+            self.needs_recovery = True
+        self._next_offset = next_offset
+        try:
+            self.time_index.sanity_check(next_offset)
+        except CorruptIndex:
+            self._reset_indexes()
+        self._max_timestamp = None
+        self.max_timestamp_so_far()
+
+    def max_timestamp_so_far(self) -> tuple[int, int]:
+        """(largest max timestamp, last offset of the first batch with it); (-1, base) if none.
+
+        The first call reads the last time index entry and scans the batches after it.
+        """
+        cached = self._max_timestamp
+        if cached is not None:
+            return cached
+        timestamp, offset = self.time_index.last_entry()
+        _, position = self.offset_index.lookup(offset)
+        for _, header in self._iter_batches(position, self._size):
+            if header.max_timestamp > timestamp:
+                timestamp, offset = header.max_timestamp, header.last_offset
+        self._max_timestamp = (timestamp, offset)
+        return timestamp, offset
+
+    # --- Writing ---
+
+    def append(self, batches: bytes | bytearray | memoryview) -> None:
+        """Append whole, offset-assigned batches (offsets above everything already here).
+
+        Adds index entries per batch as Kafka does, then publishes the new size.
+        Raises IndexOffsetOverflow (nothing written) if an offset does not fit this segment.
+        """
+        if not batches:
+            return
+        headers = list(iter_headers(batches))
+        if not headers or headers[-1][0] + headers[-1][1].size != len(batches):
+            raise ValueError("append expects whole record batches")
+        last = headers[-1][1]
+        if not self.offset_index.can_append_offset(last.last_offset):
+            raise IndexOffsetOverflow(
+                f"offset {last.last_offset} does not fit segment {self.base_offset}"
+            )
+        start = self._size
+        max_timestamp = self.max_timestamp_so_far()
+        if start == 0:
+            self._rolling_timestamp = max(h.max_timestamp for _, h in headers)
+        view = memoryview(batches)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        for rel, header in headers:
+            if header.max_timestamp > max_timestamp[0]:
+                max_timestamp = (header.max_timestamp, header.last_offset)
+                self._max_timestamp = max_timestamp
+            if self._bytes_since_last_index_entry > self.index_interval_bytes:
+                self.offset_index.append(header.last_offset, start + rel)
+                self.time_index.maybe_append(*max_timestamp)
+                self._bytes_since_last_index_entry = 0
+            self._bytes_since_last_index_entry += header.size
+        self._next_offset = last.next_offset
+        self._size = start + len(batches)
+
+    def recover(self) -> int:
+        """Validate every batch, truncate at the first bad one, rebuild the indexes.
+
+        Returns the number of bytes truncated from the .log.
+        """
+        self.offset_index.reset()
+        self.time_index.reset()
+        file_size = os.fstat(self._fd).st_size
+        max_timestamp = (NO_TIMESTAMP, self.base_offset)
+        next_offset = self.base_offset
+        valid = 0
+        last_index_entry = 0
+        rolling: int | None = None
+        for pos, batch in self._iter_raw_batches(file_size):
+            try:
+                (header,) = validate_batches(batch)
+            except (InvalidRecordBatch, CorruptRecordBatch):
+                break
+            if header.base_offset < next_offset or not self.offset_index.can_append_offset(
+                header.last_offset
+            ):
+                break
+            if rolling is None:
+                rolling = header.max_timestamp
+            if header.max_timestamp > max_timestamp[0]:
+                max_timestamp = (header.max_timestamp, header.last_offset)
+            if pos - last_index_entry > self.index_interval_bytes:
+                self.offset_index.append(header.last_offset, pos)
+                self.time_index.maybe_append(*max_timestamp)
+                last_index_entry = pos
+            valid = pos + header.size
+            next_offset = header.next_offset
+        truncated = file_size - valid
+        if truncated:
+            os.ftruncate(self._fd, valid)
+        self._size = valid
+        self._next_offset = next_offset
+        self._max_timestamp = max_timestamp
+        self._rolling_timestamp = rolling
+        self._bytes_since_last_index_entry = valid - last_index_entry
+        self.time_index.maybe_append(*max_timestamp, skip_full_check=True)
+        self.needs_recovery = False
+        return truncated
+
+    def _iter_raw_batches(self, file_size: int) -> Iterator[tuple[int, memoryview]]:
+        """(position, bytes) of each batch whose length field fits the file; stops otherwise."""
+        pos = 0
+        buf = b""
+        buf_start = 0
+        while file_size - pos >= HEADER_SIZE:
+            rel = pos - buf_start
+            if rel + LOG_OVERHEAD > len(buf):
+                buf = os.pread(self._fd, min(_RECOVER_CHUNK, file_size - pos), pos)
+                buf_start, rel = pos, 0
+            size = batch_size_at(buf, rel)
+            if size < HEADER_SIZE or pos + size > file_size:
+                return
+            if rel + size > len(buf):
+                buf = os.pread(self._fd, max(size, min(_RECOVER_CHUNK, file_size - pos)), pos)
+                buf_start, rel = pos, 0
+                if len(buf) < size:
+                    return
+            yield pos, memoryview(buf)[rel : rel + size]
+            pos += size
+
+    def should_roll(
+        self,
+        messages_size: int,
+        now_ms: int,
+        config: LogConfig,
+        *,
+        max_timestamp: int,
+        max_offset: int,
+    ) -> bool:
+        """Kafka's LogSegment.shouldRoll (without segment.jitter.ms)."""
+        size = self._size
+        return (
+            size > config.segment_bytes - messages_size
+            or (size > 0 and self.time_waited_for_roll(now_ms, max_timestamp) > config.segment_ms)
+            or self.offset_index.is_full
+            or self.time_index.is_full
+            or not self.offset_index.can_append_offset(max_offset)
+        )
+
+    def time_waited_for_roll(self, now_ms: int, message_timestamp: int) -> int:
+        """Time since the first batch's timestamp, or since creation when it has none."""
+        if self._rolling_timestamp is None and self._size >= HEADER_SIZE:
+            header = read_header(os.pread(self._fd, HEADER_SIZE, 0))
+            self._rolling_timestamp = header.max_timestamp
+        rolling = self._rolling_timestamp
+        if rolling is not None and rolling >= 0:
+            return message_timestamp - rolling
+        return now_ms - self._created_ms
+
+    def on_become_inactive(self) -> None:
+        """Record the final max timestamp in the time index (Kafka does this at roll)."""
+        self.time_index.maybe_append(*self.max_timestamp_so_far(), skip_full_check=True)
+
+    def flush(self) -> None:
+        os.fsync(self._fd)
+        self.offset_index.flush()
+        self.time_index.flush()
+
+    def close(self) -> None:
+        """Record the final time index entry, fsync, close. Nothing to trim: no preallocation."""
+        if self._fd < 0:
+            return
+        if self._max_timestamp is not None:
+            self.time_index.maybe_append(*self._max_timestamp, skip_full_check=True)
+        self.flush()
+        self.offset_index.close()
+        self.time_index.close()
+        os.close(self._fd)
+        self._fd = -1
+
+    def delete(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.offset_index.delete()
+        self.time_index.delete()
+        self.log_path.unlink(missing_ok=True)
+
+    # --- Reading (safe from a worker thread) ---
+
+    def _iter_batches(self, pos: int, end: int) -> Iterator[tuple[int, BatchHeader]]:
+        """(position, header) of each whole batch in [pos, end), reading headers in chunks."""
+        buf = b""
+        buf_start = pos
+        while end - pos >= HEADER_SIZE:
+            rel = pos - buf_start
+            if rel + HEADER_SIZE > len(buf):
+                buf = os.pread(self._fd, min(_SCAN_CHUNK, end - pos), pos)
+                buf_start, rel = pos, 0
+                if len(buf) < HEADER_SIZE:
+                    return
+            header = read_header(buf, rel)
+            if header.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + header.size > end:
+                return
+            yield pos, header
+            pos += header.size
+
+    def find_batch(self, offset: int, size: int | None = None) -> tuple[int, BatchHeader] | None:
+        """Position and header of the first batch (below ``size``) with last offset >= offset."""
+        end = self._size if size is None else size
+        _, position = self.offset_index.lookup(offset)
+        for pos, header in self._iter_batches(position, end):
+            if header.last_offset >= offset:
+                return pos, header
+        return None
+
+    def read(
+        self,
+        start_offset: int,
+        max_bytes: int,
+        *,
+        max_position: int | None = None,
+        min_one: bool = False,
+    ) -> bytes | None:
+        """Whole batches from the one containing ``start_offset``, at most ``max_bytes``.
+
+        With ``min_one`` the first batch is returned even if it alone exceeds ``max_bytes``
+        (KIP-74). Returns b"" when the first batch does not fit, and None when no batch below
+        ``max_position`` (default: the current size) holds ``start_offset`` or a later offset.
+        """
+        result = self.read_with_next_offset(
+            start_offset, max_bytes, max_position=max_position, min_one=min_one
+        )
+        return None if result is None else result[0]
+
+    def read_with_next_offset(
+        self,
+        start_offset: int,
+        max_bytes: int,
+        *,
+        max_position: int | None = None,
+        min_one: bool = False,
+    ) -> tuple[bytes, int] | None:
+        """As ``read``, also returning the offset after the last batch returned."""
+        if max_bytes < 0:
+            raise ValueError(f"invalid max_bytes {max_bytes}")
+        size = self._size if max_position is None else min(max_position, self._size)
+        found = self.find_batch(start_offset, size)
+        if found is None:
+            return None
+        position, first = found
+        limit = max(max_bytes, first.size) if min_one else max_bytes
+        limit = min(limit, size - position)
+        if limit < first.size:
+            return b"", start_offset
+        data = os.pread(self._fd, limit, position)
+        end = 0
+        next_offset = start_offset
+        for pos, header in iter_headers(data):
+            end = pos + header.size
+            next_offset = header.next_offset
+        return (data if end == len(data) else data[:end]), next_offset
+
+    def read_at(self, position: int, size: int) -> bytes:
+        """Raw bytes of the .log (for one batch whose position and size are known)."""
+        return os.pread(self._fd, size, position)
+
+    def iter_batches(self, position: int = 0) -> Iterator[tuple[int, BatchHeader]]:
+        """(position, header) of each whole batch from ``position`` to the current size."""
+        return self._iter_batches(position, self._size)
+
+    def find_offset_by_timestamp(
+        self, timestamp: int, starting_offset: int | None = None
+    ) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= ``timestamp`` and offset >=
+        ``starting_offset``, or None if this segment has none (Kafka's findOffsetByTimestamp)."""
+        start = self.base_offset if starting_offset is None else starting_offset
+        size = self._size
+        _, indexed_offset = self.time_index.lookup(timestamp)
+        _, position = self.offset_index.lookup(max(indexed_offset, start))
+        for pos, header in self._iter_batches(position, size):
+            if header.max_timestamp >= timestamp and header.last_offset >= start:
+                for record in decode_records(os.pread(self._fd, header.size, pos)):
+                    if record.timestamp >= timestamp and record.offset >= start:
+                        return record.offset, record.timestamp
+        return None
+
+    def find_max_timestamp(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record carrying this segment's largest timestamp."""
+        size = self._size
+        if size == 0:
+            return None
+        timestamp, offset = self.max_timestamp_so_far()
+        _, position = self.offset_index.lookup(offset)
+        for pos, header in self._iter_batches(position, size):
+            if header.max_timestamp == timestamp:
+                for record in decode_records(os.pread(self._fd, header.size, pos)):
+                    if record.timestamp == timestamp:
+                        return record.offset, record.timestamp
+                return None
+        return None
