@@ -29,8 +29,8 @@ RECEIVE_SIZE = 1 << 20
 
 async def serve_connection(broker: Broker, stream: SocketStream) -> None:
     try:
-        host, port = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
-        peer = f"{host}:{port}"
+        address = stream.extra(anyio.abc.SocketAttribute.remote_address)
+        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
     except Exception:
         peer = "?"
     reader = FrameReader(broker.max_request_size)
@@ -65,10 +65,14 @@ async def serve_connection(broker: Broker, stream: SocketStream) -> None:
 
 async def _listen(listener: Listener) -> list[anyio.abc.SocketListener]:
     host = listener.host or None
-    multi = await anyio.create_tcp_listener(
-        local_host=host, local_port=listener.port, reuse_port=False
-    )
-    return list(multi.listeners)
+    multi = await anyio.create_tcp_listener(local_host=host, local_port=listener.port)
+    return [s for s in multi.listeners if isinstance(s, anyio.abc.SocketListener)]
+
+
+def _address(s: anyio.abc.SocketListener) -> tuple[str, int]:
+    address = s.extra(anyio.abc.SocketAttribute.local_address)
+    assert isinstance(address, tuple)
+    return str(address[0]), int(address[1])
 
 
 async def run(
@@ -85,9 +89,8 @@ async def run(
             opened = await _listen(listener)
             sockets.extend(opened)
             if opened:
-                bound_port = opened[0].extra(anyio.abc.SocketAttribute.local_address)[1]
-                broker.bound_ports[listener.port] = bound_port
-        bound = [s.extra(anyio.abc.SocketAttribute.local_address)[:2] for s in sockets]
+                broker.bound_ports[listener.port] = _address(opened[0])[1]
+        bound = [_address(s) for s in sockets]
         if ready is not None:
             ready(broker, bound)
 

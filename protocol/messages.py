@@ -24,6 +24,16 @@ from typing import Any
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
+from kio.serial._introspect import (
+    PrimitiveField,
+    PrimitiveTupleField,
+    classify_field,
+    get_field_tag,
+    get_schema_field_type,
+    is_optional,
+)
+from kio.serial._parse import get_reader
+from kio.serial.readers import compact_array_reader, legacy_array_reader
 
 API_VERSIONS_KEY = 18
 DEFAULT_MAX_REQUEST_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes
@@ -77,7 +87,7 @@ class RequestHeader:
 
 
 @cache
-def request_type(api_key: int, version: int) -> type[Any] | None:
+def request_type(api_key: int, version: int) -> Any:
     """kio's request type for a key and version, or None where kio has none."""
     try:
         return load_request_schema(api_key, version)
@@ -86,7 +96,7 @@ def request_type(api_key: int, version: int) -> type[Any] | None:
 
 
 @cache
-def response_type(api_key: int, version: int) -> type[Any]:
+def response_type(api_key: int, version: int) -> Any:
     return load_response_schema(api_key, version)
 
 
@@ -152,14 +162,82 @@ def parse_header(frame: bytes) -> RequestHeader:
     return RequestHeader(api_key, api_version, correlation_id, client_id, pos)
 
 
-@cache
-def _reader(cls: type[Any]) -> Callable[[bytes, int], tuple[Any, int]]:
-    return entity_reader(cls)  # type: ignore[no-any-return]
+Reader = Callable[[bytes, int], tuple[Any, int]]  # (value, bytes consumed), as kio's readers
 
 
 @cache
-def _writer(cls: type[Any]) -> Callable[[Any, Any], None]:
-    return entity_writer(cls)  # type: ignore[no-any-return]
+def _reader(cls: Any) -> Reader:
+    return entity_reader(cls)
+
+
+@cache
+def _writer(cls: Any) -> Callable[[Any, Any], None]:
+    return entity_writer(cls)
+
+
+# kio's native reader raises KeyError on a tagged field its schema does not name, where the
+# protocol says an unknown tag must be skipped (a newer client may send tags this broker's schema
+# predates). This reader walks kio's dataclasses instead, with kio's primitive readers, and skips
+# unknown tags; it is slower, so it only runs when the native reader has refused a request.
+
+
+@cache
+def _tolerant_reader(cls: Any) -> Reader:
+    flexible = bool(cls.__flexible__)
+    regular: list[tuple[str, Reader]] = []
+    tagged: dict[int, tuple[str, Reader]] = {}
+    for f in dataclasses.fields(cls):
+        tag = get_field_tag(f)
+        reader = _tolerant_field_reader(f, flexible, tag is not None)
+        if tag is None:
+            regular.append((f.name, reader))
+        else:
+            tagged[int(tag)] = (f.name, reader)
+
+    def read(buf: bytes, start: int) -> tuple[Any, int]:
+        values: dict[str, Any] = {}
+        pos = start
+        for name, field_reader in regular:
+            values[name], size = field_reader(buf, pos)
+            pos += size
+        if flexible:
+            count, pos = _read_uvarint(buf, pos)
+            for _ in range(count):
+                tag, pos = _read_uvarint(buf, pos)
+                size, pos = _read_uvarint(buf, pos)
+                known = tagged.get(tag)
+                if known is not None:
+                    values[known[0]], _ = known[1](buf, pos)
+                pos += size
+        return cls(**values), pos - start
+
+    return read
+
+
+def _tolerant_field_reader(f: dataclasses.Field[Any], flexible: bool, is_tag: bool) -> Reader:
+    optional = False if is_tag else is_optional(f)
+    kind = classify_field(f)
+    inner: Reader
+    if isinstance(kind, PrimitiveField | PrimitiveTupleField):
+        inner = get_reader(get_schema_field_type(f), flexible, optional and not kind.is_array)
+    else:
+        inner = _tolerant_reader(kind.type_)
+        if optional and not kind.is_array:
+            inner = _nullable(inner)
+    if kind.is_array:
+        array_reader: Any = compact_array_reader if flexible else legacy_array_reader
+        return array_reader(inner)  # type: ignore[no-any-return]
+    return inner
+
+
+def _nullable(reader: Reader) -> Reader:
+    def read(buf: bytes, pos: int) -> tuple[Any, int]:
+        if buf[pos] == 0xFF:  # KIP-893 marker -1: null
+            return None, 1
+        value, size = reader(buf, pos + 1)
+        return value, size + 1
+
+    return read
 
 
 def decode_request(header: RequestHeader, frame: bytes) -> Any:
@@ -168,7 +246,12 @@ def decode_request(header: RequestHeader, frame: bytes) -> Any:
     if cls is None:
         raise ProtocolError(f"no schema for api {header.api_key} v{header.api_version}")
     try:
-        request, _ = _reader(cls)(frame, header.size)
+        try:
+            request, _ = _reader(cls)(frame, header.size)
+        except KeyError as e:
+            if "tagged field" not in str(e):
+                raise
+            request, _ = _tolerant_reader(cls)(frame, header.size)
     except Exception as e:  # kio raises ValueError, KeyError, IndexError... for bad bytes
         raise ProtocolError(f"request body does not parse: {e!r}") from e
     return request
@@ -181,7 +264,8 @@ def encode_response(header: RequestHeader, response: Any) -> bytes:
     out.write(_SIZE.pack(header.correlation_id))
     if header.api_key != API_VERSIONS_KEY and is_flexible(header.api_key, header.api_version):
         out.write(b"\0")  # no tagged fields in the response header
-    _writer(type(response))(out, response)
+    response_cls: Any = type(response)
+    _writer(response_cls)(out, response)
     data = out.getbuffer()
     _SIZE.pack_into(data, 0, len(data) - 4)
     del data
@@ -194,11 +278,11 @@ _TIMEDELTA_TYPES = {"timedelta_i32", "timedelta_i64"}
 
 
 @cache
-def _field_info(cls: type[Any]) -> dict[str, str | None]:
+def _field_info(cls: Any) -> dict[str, str | None]:
     return {f.name: f.metadata.get("kafka_type") for f in dataclasses.fields(cls)}
 
 
-def make(cls: type[Any], **values: Any) -> Any:
+def make(cls: Any, **values: Any) -> Any:
     """Instantiate a kio type with the fields it has, ignoring the ones its version lacks.
 
     Handlers describe a response once, with the union of the fields of all versions; this keeps
@@ -216,7 +300,7 @@ def make(cls: type[Any], **values: Any) -> Any:
     return cls(**kwargs)
 
 
-def has_field(cls: type[Any], name: str) -> bool:
+def has_field(cls: Any, name: str) -> bool:
     return name in _field_info(cls)
 
 

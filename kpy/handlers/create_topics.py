@@ -28,6 +28,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     results = []
     seen: set[str] = set()
+    error: ErrorCode
+    message: str | None
     for topic in request.topics:
         if topic.name in seen:
             error, message = ErrorCode.invalid_request, "Duplicate topic name in the request."

@@ -13,6 +13,7 @@ transactions the last stable offset is the high watermark. v13+ names topics by 
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -133,11 +134,8 @@ async def _read_all(
             limit = min(p.partition_max_bytes, remaining)
             if p.fetch_offset < hw and (limit > 0 or min_one):
                 if limit > INLINE_READ_LIMIT:
-                    data = await anyio.to_thread.run_sync(
-                        lambda log=log, off=p.fetch_offset, lim=limit, m=min_one: log.read(
-                            off, lim, min_one=m
-                        )
-                    )
+                    read = functools.partial(log.read, p.fetch_offset, limit, min_one=min_one)
+                    data = await anyio.to_thread.run_sync(read)
                 else:
                     data = log.read(p.fetch_offset, limit, min_one=min_one)
             if data:

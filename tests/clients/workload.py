@@ -37,9 +37,7 @@ def messages(count: int = COUNT, seed: int = 7, printable: bool = False) -> list
         elif i in (1234, 5678, 9012):
             value = bytes(rng.randrange(32, 127) for _ in range(64)) * (BIG // 64)
         elif printable:
-            value = f"value-{i}-".encode() + bytes(
-                rng.randrange(97, 123) for _ in range(i % 40)
-            )
+            value = f"value-{i}-".encode() + bytes(rng.randrange(97, 123) for _ in range(i % 40))
         else:
             value = rng.randbytes(i % 300)
         headers: tuple[tuple[str, bytes], ...] = ()

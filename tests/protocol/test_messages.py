@@ -98,3 +98,31 @@ def test_any_bytes_give_a_request_or_a_protocol_error(data: bytes) -> None:
                     decode_request(header, f)
     except ProtocolError:
         pass
+
+
+def test_unknown_tagged_fields_are_skipped_at_every_level() -> None:
+    import datetime
+    import io
+
+    from kio.schema.produce.v10 import request as pr
+    from kio.serial import entity_writer
+
+    req = pr.ProduceRequest(
+        acks=-1,
+        timeout=datetime.timedelta(seconds=1),
+        topic_data=(
+            pr.TopicProduceData(
+                name="t", partition_data=(pr.PartitionProduceData(index=0, records=b"abc"),)
+            ),
+        ),
+    )
+    buf = io.BytesIO()
+    entity_writer(pr.ProduceRequest)(buf, req)
+    body = buf.getvalue()
+    # The body ends with: partition tags (0), topic tags (0), request tags (0). Give the
+    # partition and the request one unknown tag each.
+    assert body.endswith(b"\x00\x00\x00")
+    patched = body[:-3] + b"\x01\x09\x01\xaa" + b"\x00" + b"\x02\x05\x02\xaa\xbb\x06\x00"
+    raw = header_v1(0, 10, 3, "c") + b"\x00" + patched
+    got = decode_request(parse_header(raw), raw)
+    assert got == req
