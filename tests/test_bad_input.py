@@ -10,44 +10,19 @@ from collections.abc import Iterator
 import pytest
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.errors import ErrorCode
-from kio.schema.metadata.v12 import request as md
 from kio.schema.produce.v9 import request as pr
 from kio.static.primitive import i16, i32
 from kpy_process import KpyProcess
 from rawclient import RawClient
+from requests_v import metadata, produce, produce_result
 
 from kpy.protocol import records as rb
 
 TOPIC = "bystander"
 
 
-def produce(client: RawClient, topic: str, records: bytes, acks: int = -1) -> object:
-    req = pr.ProduceRequest(
-        transactional_id=None,
-        acks=i16(acks),
-        timeout=datetime.timedelta(seconds=5),
-        topic_data=(
-            pr.TopicProduceData(
-                name=topic,
-                partition_data=(pr.PartitionProduceData(index=i32(0), records=records),),
-            ),
-        ),
-    )
-    return client.request(req)
-
-
 def partition_error(response: object) -> ErrorCode:
-    return response.responses[0].partition_responses[0].error_code  # type: ignore[attr-defined]
-
-
-def metadata(client: RawClient, *names: str) -> object:
-    return client.request(
-        md.MetadataRequest(
-            topics=tuple(md.MetadataRequestTopic(topic_id=None, name=n) for n in names),
-            allow_auto_topic_creation=True,
-            include_topic_authorized_operations=False,
-        )
-    )
+    return produce_result(response)[0]  # type: ignore[no-any-return]
 
 
 @pytest.fixture
