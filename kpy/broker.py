@@ -86,11 +86,17 @@ class Broker:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.logs = LogManager.open(data_dir, config.topic_defaults(), node_id=self.node_id)
         logs = self.logs.logs()
+        if self.logs.had_clean_shutdown:
+            how = "after a clean shutdown"
+        elif logs:
+            how = "after an unclean shutdown"
+        else:
+            how = "(new)"
         log.info(
-            "loaded %d partition(s) from %s after %s shutdown; recovered %d segment(s)",
+            "loaded %d partition(s) from %s %s; recovered %d segment(s)",
             len(logs),
             data_dir,
-            "a clean" if self.logs.had_clean_shutdown else "an unclean",
+            how,
             sum(lg.recovered_segments for lg in logs.values()),
         )
         self.producer_ids = ProducerIdManager(data_dir)

@@ -116,17 +116,24 @@ class Log:
         config = config or LogConfig()
         bases = cls._clean_directory(directory)
         segments: list[LogSegment] = []
-        rebuilt = 0
-        for base in bases:
+        rebuilt = truncated = 0
+        deleted = 0
+        for i, base in enumerate(bases):
             segment = cls._open_segment(directory, base, config, now_ms)
-            if segment.needs_recovery:
-                segment.recover()
-                rebuilt += 1
             segments.append(segment)
+            if segment.needs_recovery:  # missing or insane index: rebuild (validates too)
+                cut = segment.recover()
+                truncated += cut
+                rebuilt += 1
+                if cut and not clean_shutdown:  # a torn segment: nothing after it is trusted
+                    for later in bases[i + 1 :]:
+                        cls._open_segment(directory, later, config, now_ms).delete()
+                        deleted += 1
+                    break
         if not segments:
             segments.append(cls._open_segment(directory, log_start_offset, config, now_ms))
 
-        recovered = truncated = deleted = 0
+        recovered = 0
         if not clean_shutdown:
             first = max(bisect_right([s.base_offset for s in segments], recovery_point) - 1, 0)
             for i in range(first, len(segments)):

@@ -1,0 +1,78 @@
+"""Batch builders for the storage tests (records with their own timestamps, producer fields)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import crc32c
+
+from kpy.protocol.records import BatchHeader, build_batch, validate_batches
+
+
+def _varint(out: bytearray, value: int) -> None:
+    raw = (value << 1) ^ (value >> 63)
+    while raw >= 0x80:
+        out.append((raw & 0x7F) | 0x80)
+        raw >>= 7
+    out.append(raw)
+
+
+def batch_with_timestamps(
+    values: Sequence[bytes],
+    timestamps: Sequence[int],
+    *,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+) -> bytes:
+    """An uncompressed v2 batch whose records carry the given timestamps (one per value)."""
+    assert values and len(values) == len(timestamps)
+    base_ts = timestamps[0]
+    body = bytearray()
+    for delta, (value, ts) in enumerate(zip(values, timestamps, strict=True)):
+        rec = bytearray([0])
+        _varint(rec, ts - base_ts)
+        _varint(rec, delta)
+        _varint(rec, -1)  # null key
+        _varint(rec, len(value))
+        rec += value
+        _varint(rec, 0)
+        _varint(body, len(rec))
+        body += rec
+    tail = struct.pack(
+        ">hiqqqhii",
+        0,
+        len(values) - 1,
+        base_ts,
+        max(timestamps),
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        len(values),
+    ) + bytes(body)
+    head = struct.pack(">qiibI", 0, len(tail) + 9, -1, 2, crc32c.crc32c(tail))
+    return head + tail
+
+
+def idempotent_batch(
+    pid: int, epoch: int, seq: int, count: int = 1, *, timestamp: int = 1000
+) -> bytes:
+    return build_batch(
+        [(None, b"v%d" % i) for i in range(count)],
+        timestamp=timestamp,
+        producer_id=pid,
+        producer_epoch=epoch,
+        base_sequence=seq,
+    )
+
+
+def request(*batches: bytes) -> tuple[bytearray, list[BatchHeader]]:
+    """The (buffer, headers) pair Log.append takes, as a produce handler would build it."""
+    buf = bytearray(b"".join(batches))
+    return buf, validate_batches(buf)
+
+
+def offsets_in(data: bytes) -> list[tuple[int, int]]:
+    """(base offset, last offset) of each batch in ``data``; also checks CRCs."""
+    return [(h.base_offset, h.last_offset) for h in validate_batches(data)]

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from storage_helpers import offsets_in, request
+
+from kpy.protocol.records import build_batch
+from kpy.storage.errors import (
+    InconsistentMetadata,
+    InvalidConfig,
+    InvalidPartitions,
+    InvalidTopic,
+    TopicExists,
+    UnknownTopic,
+)
+from kpy.storage.log_manager import LogManager, read_offset_checkpoint, uuid_to_kafka
+
+
+def produce(manager: LogManager, topic: str, partition: int, n: int) -> None:
+    log = manager.get_log(topic, partition)
+    assert log is not None
+    for _ in range(n):
+        log.append(*request(build_batch([(None, b"v")])), now_ms=0)
+
+
+def test_fresh_data_dir_files(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path, node_id=3)
+    props = (tmp_path / "meta.properties").read_text().splitlines()
+    assert props[0] == "#"
+    kv = dict(line.split("=", 1) for line in props if not line.startswith("#"))
+    assert kv["node.id"] == "3" and kv["version"] == "1"
+    assert len(kv["cluster.id"]) == 22
+    assert len(base64.urlsafe_b64decode(kv["cluster.id"] + "==")) == 16
+    assert manager.cluster_id == kv["cluster.id"]
+    assert not manager.had_clean_shutdown
+    manager.close()
+    again = LogManager.open(tmp_path, node_id=3)
+    assert again.cluster_id == kv["cluster.id"]
+    assert again.had_clean_shutdown
+    with pytest.raises(InconsistentMetadata):
+        LogManager.open(tmp_path, node_id=4)
+
+
+def test_create_topic_writes_kafka_files(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path)
+    info = manager.create_topic("orders", 3, {"segment.bytes": "2000"})
+    assert info.partitions == 3
+    for p in range(3):
+        meta = (tmp_path / f"orders-{p}" / "partition.metadata").read_text()
+        assert meta == f"version: 0\ntopic_id: {uuid_to_kafka(info.topic_id)}"
+    log = manager.get_log("orders", 2)
+    assert log is not None and log.config.segment_bytes == 2000
+    assert manager.get_log("orders", 3) is None
+    assert manager.topic_by_id(info.topic_id) == info
+    stored = json.loads((tmp_path / "kpy-topics.json").read_text())
+    assert stored["topics"][0]["name"] == "orders"
+    assert stored["topics"][0]["configs"] == {"segment.bytes": "2000"}
+
+
+def test_checkpoint_files_use_kafka_text_format(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path)
+    manager.create_topic("a", 2)
+    produce(manager, "a", 1, 4)
+    manager.close()
+    lines = (tmp_path / "recovery-point-offset-checkpoint").read_text().splitlines()
+    assert lines == ["0", "2", "a 0 0", "a 1 4"]
+    assert read_offset_checkpoint(tmp_path / "log-start-offset-checkpoint") == {
+        ("a", 0): 0,
+        ("a", 1): 0,
+    }
+    assert (tmp_path / ".kafka_cleanshutdown").exists()
+
+
+def test_reopen_after_clean_close_keeps_ids_and_data(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path, {"segment.bytes": "500"})
+    info = manager.create_topic("t", 1)
+    produce(manager, "t", 0, 30)
+    manager.close()
+    again = LogManager.open(tmp_path, {"segment.bytes": "500"})
+    assert not (tmp_path / ".kafka_cleanshutdown").exists()  # removed so a crash shows
+    assert again.topics() == [info]
+    log = again.get_log("t", 0)
+    assert log is not None
+    assert log.log_end_offset == 30
+    assert len(log.segments) > 1
+    assert (log.recovered_segments, log.rebuilt_indexes) == (0, 0)
+    assert [b for b, _ in offsets_in(log.read(0, 1 << 20))] == list(range(30))
+
+
+def test_crash_leads_to_recovery_from_checkpoint(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path, {"segment.bytes": "500"})
+    manager.create_topic("t", 1)
+    produce(manager, "t", 0, 30)
+    manager.checkpoint()
+    log = manager.get_log("t", 0)
+    assert log is not None
+    rolled = log.active_segment.base_offset
+    assert log.recovery_point == rolled
+    # crash: no close
+    again = LogManager.open(tmp_path, {"segment.bytes": "500"})
+    assert not again.had_clean_shutdown
+    relog = again.get_log("t", 0)
+    assert relog is not None
+    assert relog.recovered_segments == 1  # just the segment holding the recovery point
+    assert relog.log_end_offset == 30
+    assert read_offset_checkpoint(tmp_path / "recovery-point-offset-checkpoint")[("t", 0)] == 30
+
+
+def test_delete_topic(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path)
+    info = manager.create_topic("gone", 2)
+    produce(manager, "gone", 0, 3)
+    assert manager.delete_topic("gone") == info
+    assert not (tmp_path / "gone-0").exists() and not (tmp_path / "gone-1").exists()
+    assert not any(p.name.endswith("-delete") for p in tmp_path.iterdir())
+    assert manager.topics() == [] and manager.topic_by_id(info.topic_id) is None
+    with pytest.raises(UnknownTopic):
+        manager.delete_topic("gone")
+    again = manager.create_topic("gone", 1)
+    assert again.topic_id != info.topic_id
+    assert manager.get_log("gone", 0) is not None
+    assert manager.get_log("gone", 0).log_end_offset == 0  # type: ignore[union-attr]
+
+
+def test_interrupted_delete_is_finished_at_open(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path)
+    manager.create_topic("t", 1)
+    manager.close()
+    leftover = tmp_path / f"t-0.{uuid.uuid4().hex}-delete"
+    leftover.mkdir()
+    (leftover / "00000000000000000000.log").write_bytes(b"x")
+    LogManager.open(tmp_path)
+    assert not leftover.exists()
+
+
+def test_stale_directory_of_recreated_topic_is_replaced(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path)
+    manager.create_topic("t", 1)
+    produce(manager, "t", 0, 5)
+    manager.close()
+    # simulate a crash after the topics file changed but before the old dir was removed
+    (tmp_path / "t-0" / "partition.metadata").write_text(
+        f"version: 0\ntopic_id: {uuid_to_kafka(uuid.uuid4())}"
+    )
+    again = LogManager.open(tmp_path)
+    log = again.get_log("t", 0)
+    assert log is not None and log.log_end_offset == 0
+
+
+def test_invalid_requests(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path)
+    manager.create_topic("a.b", 1)
+    for name in ("", ".", "..", "bad/name", "x" * 250):
+        with pytest.raises(InvalidTopic):
+            manager.create_topic(name, 1)
+    with pytest.raises(InvalidTopic):
+        manager.create_topic("a_b", 1)  # collides with a.b
+    with pytest.raises(TopicExists):
+        manager.create_topic("a.b", 1)
+    with pytest.raises(InvalidPartitions):
+        manager.create_topic("c", 0)
+    with pytest.raises(InvalidConfig):
+        manager.create_topic("c", 1, {"segment.bytes": "nope"})
+    assert [t.name for t in manager.topics()] == ["a.b"]
+
+
+def test_create_partitions_and_alter_configs(tmp_path: Path) -> None:
+    manager = LogManager.open(tmp_path)
+    manager.create_topic("t", 1)
+    grown = manager.create_partitions("t", 3)
+    assert grown.partitions == 3 and manager.get_log("t", 2) is not None
+    manager.set_topic_configs("t", {"segment.ms": "123"})
+    log = manager.get_log("t", 0)
+    assert log is not None and log.config.segment_ms == 123
+    manager.close()
+    again = LogManager.open(tmp_path)
+    reopened = again.get_log("t", 1)
+    assert reopened is not None and reopened.config.segment_ms == 123
