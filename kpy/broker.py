@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from kpy.storage.log_manager import LogManager, TopicInfo
 from kpy.topics import collision_key, name_error
 
 log = logging.getLogger("kpy.broker")
+ZERO_UUID = uuid.UUID(int=0)
 
 
 @dataclass
@@ -41,10 +43,18 @@ class RequestContext:
     broker: Broker
     header: RequestHeader
     peer: str
+    listener: str  # the name of the listener the connection came in on
 
     @property
     def version(self) -> int:
         return self.header.api_version
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    error: ErrorCode
+    message: str | None
+    info: TopicInfo | None = None  # the topic created, or as it would be (validate_only)
 
 
 class PartitionWaiters:
@@ -106,14 +116,14 @@ class Broker:
         # One broker leads every partition; its leader epoch never changes.
         self.leader_epoch = 0
         self.admin_lock = anyio.Lock()
-        self.bound_ports: dict[int, int] = {}  # configured port -> bound port (for port 0)
+        self.bound_ports: dict[str, int] = {}  # listener name -> bound port (port 0 picks one)
 
-    def advertised_listeners(self, ctx: RequestContext) -> list[Listener]:
-        out = []
-        for lst in self.config.advertised_listeners[:1]:
-            port = lst.port or self.bound_ports.get(0, 0)
-            out.append(Listener(lst.name, lst.host, port))
-        return out
+    def advertised_listener(self, ctx: RequestContext) -> Listener:
+        """The address clients of the connection's listener are told to use, as Kafka answers
+        Metadata with the endpoints of the listener the request came in on."""
+        advertised = self.config.advertised_listeners
+        lst = next((a for a in advertised if a.name == ctx.listener), advertised[0])
+        return Listener(lst.name, lst.host, lst.port or self.bound_ports.get(lst.name, 0))
 
     def effective_topic_config(self, info: TopicInfo) -> dict[str, str]:
         merged = dict(self.config.topic_defaults())
@@ -128,59 +138,82 @@ class Broker:
         configs: dict[str, str | None],
         *,
         validate_only: bool = False,
-    ) -> tuple[ErrorCode, str | None]:
-        """Create a topic as Kafka's CreateTopics checks it; (error, message)."""
+    ) -> CreateResult:
+        """Create a topic (or, with validate_only, check it) as Kafka's CreateTopics does."""
         problem = name_error(name)
         if problem is not None:
-            return ErrorCode.invalid_topic_exception, problem
-        if partitions == -1:
-            partitions = self.config.get_int("num.partitions")
-        if replication_factor == -1:
-            replication_factor = self.config.get_int("default.replication.factor")
+            return CreateResult(ErrorCode.invalid_topic_exception, problem)
         async with self.admin_lock:
             if self.logs.topic(name) is not None:
-                return ErrorCode.topic_already_exists, f"Topic '{name}' already exists."
+                return CreateResult(
+                    ErrorCode.topic_already_exists, f"Topic '{name}' already exists."
+                )
             key = collision_key(name)
             for other in self.logs.topics():
                 if collision_key(other.name) == key:
-                    return (
+                    return CreateResult(
                         ErrorCode.invalid_topic_exception,
                         f"Topic '{name}' collides with existing topic: {other.name}",
                     )
-            if partitions <= 0:
-                return ErrorCode.invalid_partitions, "Number of partitions must be larger than 0."
+            nulls = sorted(k for k, v in configs.items() if v is None)
+            if nulls:
+                return CreateResult(
+                    ErrorCode.invalid_config,
+                    "Null value not supported for topic configs: " + ",".join(nulls),
+                )
+            for key_name in configs:
+                if key_name not in TOPIC_CONFIG_NAMES:
+                    return CreateResult(
+                        ErrorCode.invalid_config, f"Unknown topic config name: {key_name}"
+                    )
+            clean = {k: v for k, v in configs.items() if v is not None}
+            try:
+                LogConfig.from_properties({**self.config.topic_defaults(), **clean})
+            except (ValueError, se.InvalidConfig) as e:
+                return CreateResult(ErrorCode.invalid_config, str(e))
+            if replication_factor == -1:
+                replication_factor = self.config.get_int("default.replication.factor")
             if replication_factor <= 0:
-                return (
+                return CreateResult(
                     ErrorCode.invalid_replication_factor,
-                    "Replication factor must be larger than 0.",
+                    "Replication factor must be larger than 0, or -1 to use the default value.",
+                )
+            if partitions == -1:
+                partitions = self.config.get_int("num.partitions")
+            if partitions <= 0:
+                return CreateResult(
+                    ErrorCode.invalid_partitions,
+                    "Number of partitions was set to an invalid non-positive value.",
                 )
             if replication_factor > 1:
-                return (
+                return CreateResult(
                     ErrorCode.invalid_replication_factor,
                     f"Unable to replicate the partition {replication_factor} time(s): The target "
                     f"replication factor of {replication_factor} cannot be reached because only "
                     "1 broker(s) are registered.",
                 )
-            for key_name, value in configs.items():
-                if key_name not in TOPIC_CONFIG_NAMES:
-                    return ErrorCode.invalid_config, f"Unknown topic config name: {key_name}"
-                if value is None:
-                    return ErrorCode.invalid_config, f"Null value not supported for : {key_name}"
-            clean = {k: v for k, v in configs.items() if v is not None}
-            try:
-                LogConfig.from_properties({**self.config.topic_defaults(), **clean})
-            except (ValueError, se.InvalidConfig) as e:
-                return ErrorCode.invalid_config, str(e)
             if validate_only:
-                return ErrorCode.none, None
-            await anyio.to_thread.run_sync(lambda: self.logs.create_topic(name, partitions, clean))
+                return CreateResult(
+                    ErrorCode.none, None, TopicInfo(name, ZERO_UUID, partitions, clean)
+                )
+            info = await anyio.to_thread.run_sync(
+                lambda: self.logs.create_topic(name, partitions, clean)
+            )
         log.info("created topic %s with %d partition(s)", name, partitions)
-        return ErrorCode.none, None
+        return CreateResult(ErrorCode.none, None, info)
 
-    async def delete_topic(self, name: str) -> None:
+    async def delete_topic(self, name: str) -> bool:
+        """Delete a topic; False when it is not there (another request deleted it first).
+
+        On the event loop thread, so that no produce or fetch on the loop meets a log half
+        deleted; the files are renamed away and unlinked, which does not wait on the disk.
+        """
         async with self.admin_lock:
-            await anyio.to_thread.run_sync(lambda: self.logs.delete_topic(name))
+            if self.logs.topic(name) is None:
+                return False
+            self.logs.delete_topic(name)
         log.info("deleted topic %s", name)
+        return True
 
     @property
     def cluster_id(self) -> str:
@@ -189,12 +222,12 @@ class Broker:
     def close(self) -> None:
         self.logs.close()
 
-    async def dispatch(self, frame: bytes, peer: str) -> bytes | None:
+    async def dispatch(self, frame: bytes, peer: str, listener: str = "") -> bytes | None:
         header = parse_header(frame)
         reg = REGISTRY.get(header.api_key)
         if reg is None:
             raise ProtocolError(f"unknown API key {header.api_key}")
-        ctx = RequestContext(self, header, peer)
+        ctx = RequestContext(self, header, peer, listener)
         if not reg.min_version <= header.api_version <= reg.max_version:
             if header.api_key == API_VERSIONS_KEY:
                 from kpy.handlers.api_versions import unsupported_version_response

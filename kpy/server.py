@@ -9,6 +9,7 @@ connection, as in Kafka; clients use separate connections where that matters.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import socket
@@ -27,7 +28,10 @@ log = logging.getLogger("kpy.server")
 RECEIVE_SIZE = 1 << 20
 
 
-async def serve_connection(broker: Broker, stream: SocketStream) -> None:
+_FETCH_KEY = b"\x00\x01"
+
+
+async def serve_connection(broker: Broker, stream: SocketStream, listener: str) -> None:
     try:
         address = stream.extra(anyio.abc.SocketAttribute.remote_address)
         peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
@@ -39,24 +43,34 @@ async def serve_connection(broker: Broker, stream: SocketStream) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except Exception:
         pass
+    # Responses to the frames of one read are sent together, except that those ready before a
+    # Fetch (which may wait) leave first, and all that are ready leave before a close.
+    pending: list[bytes] = []
+
+    async def flush() -> None:
+        data = b"".join(pending) if len(pending) > 1 else pending[0]
+        pending.clear()
+        await stream.send(data)
+
     async with stream:
         try:
-            while True:
-                data = await stream.receive(RECEIVE_SIZE)
-                reader.feed(data)
-                out = []
-                for frame in reader.frames():
-                    response = await broker.dispatch(frame, peer)
-                    if response is not None:
-                        out.append(response)
-                if out:
-                    await stream.send(b"".join(out) if len(out) > 1 else out[0])
+            try:
+                while True:
+                    reader.feed(await stream.receive(RECEIVE_SIZE))
+                    for frame in reader.frames():
+                        if pending and frame[:2] == _FETCH_KEY:
+                            await flush()
+                        response = await broker.dispatch(frame, peer, listener)
+                        if response is not None:
+                            pending.append(response)
+                    if pending:
+                        await flush()
+            except (ProtocolError, CloseConnection) as e:
+                if pending:
+                    await flush()
+                log.info("closing connection from %s: %s", peer, e)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
-        except ProtocolError as e:
-            log.info("closing connection from %s: %s", peer, e)
-        except CloseConnection as e:
-            log.info("closing connection from %s: %s", peer, e)
         except OSError as e:
             log.debug("connection from %s failed: %s", peer, e)
         except Exception:
@@ -85,21 +99,21 @@ async def run(
     broker = await anyio.to_thread.run_sync(Broker, config)
     try:
         sockets: list[anyio.abc.SocketListener] = []
+        by_listener: list[tuple[str, anyio.abc.SocketListener]] = []
         for listener in config.listeners:
             opened = await _listen(listener)
             sockets.extend(opened)
             if opened:
-                broker.bound_ports[listener.port] = _address(opened[0])[1]
+                broker.bound_ports[listener.name] = _address(opened[0])[1]
+            for s in opened:
+                by_listener.append((listener.name, s))
         bound = [_address(s) for s in sockets]
         if ready is not None:
             ready(broker, bound)
 
-        async def handle(stream: SocketStream) -> None:
-            await serve_connection(broker, stream)
-
         async with anyio.create_task_group() as tg:
-            for s in sockets:
-                tg.start_soon(s.serve, handle)
+            for name, s in by_listener:
+                tg.start_soon(s.serve, functools.partial(serve_connection, broker, listener=name))
             tg.start_soon(_checkpoint_loop, broker)
             if handle_signals:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -114,7 +128,14 @@ async def run(
 
 
 async def _checkpoint_loop(broker: Broker) -> None:
+    """fsync rolled segments and write the recovery point checkpoints, as Kafka's scheduler
+    does; a failure is logged and tried again next time, never fatal."""
     interval = broker.config.get_int("log.flush.offset.checkpoint.interval.ms") / 1000
     while True:
         await anyio.sleep(interval)
-        await anyio.to_thread.run_sync(broker.logs.checkpoint)
+        try:
+            # Under the admin lock: topic creation and deletion change the set of logs.
+            async with broker.admin_lock:
+                await anyio.to_thread.run_sync(broker.logs.checkpoint)
+        except Exception:
+            log.exception("writing checkpoints failed; will try again")

@@ -9,6 +9,7 @@ partition count, replication factor and the topic's configs.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -27,44 +28,58 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)
     results = []
-    seen: set[str] = set()
-    error: ErrorCode
-    message: str | None
+    counts = Counter(t.name for t in request.topics)
+    for name in sorted(n for n, c in counts.items() if c > 1):
+        results.append(_result(mod, name, ErrorCode.invalid_request, "Duplicate topic name."))
     for topic in request.topics:
-        if topic.name in seen:
-            error, message = ErrorCode.invalid_request, "Duplicate topic name in the request."
-        else:
-            seen.add(topic.name)
-            configs = {c.name: c.value for c in topic.configs}
-            partitions = topic.num_partitions
-            if topic.assignments:
-                partitions_from_assignment = len(topic.assignments)
-                if partitions != -1 or topic.replication_factor != -1:
-                    error, message = (
-                        ErrorCode.invalid_request,
-                        "Both numPartitions or replicationFactor and replicasAssignments were set. "
-                        "Both cannot be used at the same time.",
-                    )
-                    results.append(_result(mod, topic.name, error, message))
-                    continue
-                if any(list(a.broker_ids) != [broker.node_id] for a in topic.assignments):
-                    error, message = (
-                        ErrorCode.invalid_replica_assignment,
-                        f"Replica assignments must name broker {broker.node_id} only",
-                    )
-                    results.append(_result(mod, topic.name, error, message))
-                    continue
-                partitions = partitions_from_assignment
-            error, message = await broker.create_topic(
-                topic.name,
-                partitions,
-                topic.replication_factor if not topic.assignments else 1,
-                configs,
-                validate_only=request.validate_only,
-            )
-        info = broker.logs.topic(topic.name) if error is ErrorCode.none else None
-        results.append(_result(mod, topic.name, error, message, info, broker))
+        if counts[topic.name] > 1:
+            continue
+        partitions, replication = topic.num_partitions, topic.replication_factor
+        if topic.assignments:
+            problem = _assignment_problem(topic, broker.node_id)
+            if problem is not None:
+                results.append(_result(mod, topic.name, *problem))
+                continue
+            partitions, replication = len(topic.assignments), 1
+        created = await broker.create_topic(
+            topic.name,
+            partitions,
+            replication,
+            {c.name: c.value for c in topic.configs},
+            validate_only=request.validate_only,
+        )
+        results.append(
+            _result(mod, topic.name, created.error, created.message, created.info, broker)
+        )
     return make(mod.CreateTopicsResponse, throttle_time=0, topics=tuple(results))
+
+
+def _assignment_problem(topic: Any, node_id: int) -> tuple[ErrorCode, str] | None:
+    if topic.replication_factor != -1:
+        return (
+            ErrorCode.invalid_request,
+            "A manual partition assignment was specified, but replication factor was not set "
+            "to -1.",
+        )
+    if topic.num_partitions != -1:
+        return (
+            ErrorCode.invalid_request,
+            "A manual partition assignment was specified, but numPartitions was not set to -1.",
+        )
+    indexes = sorted(a.partition_index for a in topic.assignments)
+    if indexes != list(range(len(indexes))):
+        return (
+            ErrorCode.invalid_replica_assignment,
+            f"Partitions should be a consecutive 0-based integer sequence, but got {indexes}.",
+        )
+    for a in topic.assignments:
+        if list(a.broker_ids) != [node_id]:
+            return (
+                ErrorCode.invalid_replica_assignment,
+                f"The manual partition assignment includes broker(s) other than {node_id}, the "
+                "only one registered.",
+            )
+    return None
 
 
 def _result(

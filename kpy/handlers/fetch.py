@@ -7,7 +7,8 @@ records, never null. Long poll: when fewer than min_bytes are ready the request 
 appends to its partitions, until max_wait.
 
 Fetch sessions (KIP-227) are declined: every response has session id 0, which tells clients to
-send full requests; a request naming a session id gets FETCH_SESSION_ID_NOT_FOUND. Without
+send full requests; an incremental request (session epoch above 0) gets
+FETCH_SESSION_ID_NOT_FOUND, as Kafka answers for a session it does not have. Without
 transactions the last stable offset is the high watermark. v13+ names topics by id.
 """
 
@@ -21,6 +22,8 @@ from kio.schema.errors import ErrorCode
 
 from kpy.handlers.registry import handles
 from kpy.protocol.messages import make, response_module
+from kpy.storage import errors as se
+from kpy.storage.log import Log
 
 if TYPE_CHECKING:
     from kpy.broker import RequestContext
@@ -35,7 +38,8 @@ INLINE_READ_LIMIT = 1 << 20
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)
-    if request.session_id != 0:
+    if request.session_epoch > 0:
+        # An incremental fetch names a session; kpy never creates one (FetchSession.newContext).
         return make(
             mod.FetchResponse,
             throttle_time=0,
@@ -52,25 +56,27 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             wanted.append((topic.topic_id, info.name if info else None, topic.partitions))
         else:
             wanted.append((topic.topic, topic.topic, topic.partitions))
-    keys = [(name, p.partition) for _, name, parts in wanted if name for p in parts]
+    keys = [
+        (name, p.partition)
+        for _, name, parts in wanted
+        if name
+        for p in parts
+        if broker.logs.get_log(name, p.partition) is not None
+    ]
 
-    max_wait_ms = int(request.max_wait.total_seconds() * 1000)
-    deadline = anyio.current_time() + max_wait_ms / 1000
+    # Kafka's DelayedFetch: answer at once when min_bytes are there, when any partition has an
+    # error, or when nothing can be waited on; otherwise wait for appends until max_wait.
+    deadline = anyio.current_time() + request.max_wait.total_seconds()
     while True:
         event = anyio.Event()
         broker.waiters.register(keys, event)
         try:
-            total, responses = await _read_all(ctx, mod, request, wanted, by_id)
-            if total >= request.min_bytes:
-                break
+            total, errors, responses = await _read_all(ctx, mod, request, wanted, by_id)
             remaining = deadline - anyio.current_time()
-            if remaining <= 0 or not keys:
+            if total >= request.min_bytes or errors or not keys or remaining <= 0:
                 break
             with anyio.move_on_after(remaining):
                 await event.wait()
-            if anyio.current_time() >= deadline and not event.is_set():
-                total, responses = await _read_all(ctx, mod, request, wanted, by_id)
-                break
         finally:
             broker.waiters.unregister(keys, event)
     return make(
@@ -88,68 +94,71 @@ async def _read_all(
     request: Any,
     wanted: list[tuple[Any, str | None, Any]],
     by_id: bool,
-) -> tuple[int, list[Any]]:
+) -> tuple[int, bool, list[Any]]:
+    """(bytes read, whether any partition has an error, the topic responses)."""
     broker = ctx.broker
     remaining = request.max_bytes
     min_one = True
     total = 0
+    errors = False
     read_committed = request.isolation_level == READ_COMMITTED
     responses = []
     for key, name, partitions in wanted:
         out = []
         for p in partitions:
             log = broker.logs.get_log(name, p.partition) if name else None
+            error = ErrorCode.none
+            data = b""
             if log is None:
                 error = (
-                    ErrorCode.unknown_topic_id if by_id else ErrorCode.unknown_topic_or_partition
+                    ErrorCode.unknown_topic_id
+                    if by_id and name is None
+                    else ErrorCode.unknown_topic_or_partition
                 )
-                out.append(_partition(mod, p.partition, error, -1, -1, -1, read_committed, b""))
-                continue
-            hw = log.log_end_offset
-            start = log.log_start_offset
-            epoch = p.current_leader_epoch if ctx.version >= 9 else -1
-            if epoch >= 0 and epoch != broker.leader_epoch:
+            elif (epoch := p.current_leader_epoch) >= 0 and epoch != broker.leader_epoch:
                 error = (
                     ErrorCode.fenced_leader_epoch
                     if epoch < broker.leader_epoch
                     else ErrorCode.unknown_leader_epoch
                 )
-                out.append(_partition(mod, p.partition, error, hw, hw, start, read_committed, b""))
+            elif not log.log_start_offset <= p.fetch_offset <= log.log_end_offset:
+                error = ErrorCode.offset_out_of_range
+            else:
+                limit = min(p.partition_max_bytes, remaining)
+                if p.fetch_offset < log.log_end_offset and (limit > 0 or min_one):
+                    try:
+                        data = await _read(log, p.fetch_offset, limit, min_one)
+                    except se.OffsetOutOfRange:
+                        error = ErrorCode.offset_out_of_range
+                    except (OSError, se.StorageError):
+                        error = ErrorCode.kafka_storage_error
+            if error is not ErrorCode.none or log is None:
+                errors = True
+                out.append(_partition(mod, p.partition, error, -1, -1, -1, read_committed, b""))
                 continue
-            if p.fetch_offset < start or p.fetch_offset > hw:
-                out.append(
-                    _partition(
-                        mod,
-                        p.partition,
-                        ErrorCode.offset_out_of_range,
-                        hw,
-                        hw,
-                        start,
-                        read_committed,
-                        b"",
-                    )
-                )
-                continue
-            data = b""
-            limit = min(p.partition_max_bytes, remaining)
-            if p.fetch_offset < hw and (limit > 0 or min_one):
-                if limit > INLINE_READ_LIMIT:
-                    read = functools.partial(log.read, p.fetch_offset, limit, min_one=min_one)
-                    data = await anyio.to_thread.run_sync(read)
-                else:
-                    data = log.read(p.fetch_offset, limit, min_one=min_one)
             if data:
                 min_one = False
                 remaining -= len(data)
                 total += len(data)
+            hw = log.log_end_offset
             out.append(
-                _partition(mod, p.partition, ErrorCode.none, hw, hw, start, read_committed, data)
+                _partition(
+                    mod, p.partition, error, hw, hw, log.log_start_offset, read_committed, data
+                )
             )
         if by_id:
             responses.append(make(mod.FetchableTopicResponse, topic_id=key, partitions=tuple(out)))
         else:
             responses.append(make(mod.FetchableTopicResponse, topic=key, partitions=tuple(out)))
-    return total, responses
+    return total, errors, responses
+
+
+async def _read(log: Log, offset: int, limit: int, min_one: bool) -> bytes:
+    if limit > INLINE_READ_LIMIT:
+        return await anyio.to_thread.run_sync(
+            functools.partial(log.read, offset, limit, min_one=min_one)
+        )
+    return log.read(offset, limit, min_one=min_one)
 
 
 def _partition(

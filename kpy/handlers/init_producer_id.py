@@ -26,6 +26,15 @@ KEY = 22
 @handles(KEY, "InitProducerId", 0, 5)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
+    pid, epoch = getattr(request, "producer_id", -1), getattr(request, "producer_epoch", -1)
+    if (pid == -1) != (epoch == -1) or request.transactional_id == "":
+        return make(
+            mod.InitProducerIdResponse,
+            throttle_time=0,
+            error_code=ErrorCode.invalid_request,
+            producer_id=-1,
+            producer_epoch=-1,
+        )
     if request.transactional_id is not None:
         return make(
             mod.InitProducerIdResponse,

@@ -10,6 +10,7 @@ no such record the answer is offset -1 and timestamp -1, as Kafka gives it.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 KEY = 2
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
+# The first version that may ask for each special timestamp; others are UNSUPPORTED_VERSION.
+MIN_VERSION = {LATEST: 0, EARLIEST: 0, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
 
 
 @handles(KEY, "ListOffsets", 1, 10)
@@ -29,10 +32,14 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)
     topics = []
+    seen = Counter((t.name, p.partition_index) for t in request.topics for p in t.partitions)
     for topic in request.topics:
         partitions = []
         for p in topic.partitions:
-            error, offset, timestamp = _lookup(ctx, topic.name, p)
+            if seen[(topic.name, p.partition_index)] > 1:
+                error, offset, timestamp = ErrorCode.invalid_request, -1, -1
+            else:
+                error, offset, timestamp = _lookup(ctx, topic.name, p)
             partitions.append(
                 make(
                     mod.ListOffsetsPartitionResponse,
@@ -40,7 +47,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                     error_code=error,
                     timestamp=timestamp,
                     offset=offset,
-                    leader_epoch=broker.leader_epoch if error is ErrorCode.none else -1,
+                    leader_epoch=broker.leader_epoch if offset >= 0 else -1,
                     old_style_offsets=(offset,) if offset >= 0 else (),
                 )
             )
@@ -61,18 +68,15 @@ def _lookup(ctx: RequestContext, topic: str, p: Any) -> tuple[ErrorCode, int, in
             return ErrorCode.fenced_leader_epoch, -1, -1
         return ErrorCode.unknown_leader_epoch, -1, -1
     ts = p.timestamp
+    if ts < 0 and ctx.version < MIN_VERSION.get(ts, 1 << 15):
+        return ErrorCode.unsupported_version, -1, -1
     if ts == LATEST:
         return ErrorCode.none, log.log_end_offset, -1
     if ts in (EARLIEST, EARLIEST_LOCAL):
         return ErrorCode.none, log.log_start_offset, -1
     if ts == LATEST_TIERED:
         return ErrorCode.none, -1, -1
-    if ts == MAX_TIMESTAMP:
-        found = log.max_timestamp()
-    elif ts < 0:
-        return ErrorCode.unknown_server_error, -1, -1
-    else:
-        found = log.offset_for_timestamp(ts)
+    found = log.max_timestamp() if ts == MAX_TIMESTAMP else log.offset_for_timestamp(ts)
     if found is None:
         return ErrorCode.none, -1, -1
     offset, timestamp = found

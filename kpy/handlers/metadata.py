@@ -52,7 +52,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 continue
             info = logs.topic(name)
             if info is None and auto_create and not is_internal(name):
-                error, _ = await broker.create_topic(name, -1, -1, {})
+                error = (await broker.create_topic(name, -1, -1, {})).error
                 if error not in (ErrorCode.none, ErrorCode.topic_already_exists):
                     topics.append(_topic_error(mod, name, None, error))
                     continue
@@ -85,15 +85,15 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             )
         )
 
-    brokers = tuple(
+    lst = broker.advertised_listener(ctx)
+    brokers = (
         make(
             mod.MetadataResponseBroker,
             node_id=broker.node_id,
             host=lst.host,
             port=lst.port,
             rack=None,
-        )
-        for lst in broker.advertised_listeners(ctx)
+        ),
     )
     return make(
         mod.MetadataResponse,

@@ -21,6 +21,7 @@ from kio.schema.errors import ErrorCode
 
 from kpy.handlers.registry import CloseConnection, handles
 from kpy.protocol import records as rb
+from kpy.protocol.compression import ZSTD
 from kpy.protocol.messages import make, response_module
 from kpy.storage import errors as se
 
@@ -40,10 +41,9 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     for topic in request.topic_data:
         partitions = []
         for part in topic.partition_data:
-            if acks not in (-1, 0, 1):
-                error, result, message = ErrorCode.invalid_required_acks, None, None
-            else:
-                error, result, message = _append(ctx, topic.name, part.index, part.records, now_ms)
+            error, result, message = _append(
+                ctx, topic.name, part.index, part.records, acks, now_ms
+            )
             if error is not ErrorCode.none:
                 failed.append(f"{topic.name}-{part.index}: {error.name}")
             partitions.append(_partition_response(mod, part.index, error, result, message))
@@ -58,28 +58,27 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 
 
 def _append(
-    ctx: RequestContext, topic: str, partition: int, records: bytes | None, now_ms: int
+    ctx: RequestContext, topic: str, partition: int, records: bytes | None, acks: int, now_ms: int
 ) -> tuple[ErrorCode, Any, str | None]:
     broker = ctx.broker
     log = broker.logs.get_log(topic, partition)
     if log is None:
         return ErrorCode.unknown_topic_or_partition, None, None
     if not records:
-        return (
-            ErrorCode.invalid_record,
-            None,
-            "Produce requests must have at least one record batch",
-        )
+        return ErrorCode.invalid_record, None, None
+    # ProduceRequest.validateRecords, before anything else looks at the batch: at least one
+    # whole v2 batch, and only one; zstd only from v7.
     buf = bytearray(records)
-    if len(buf) < rb.HEADER_SIZE:
-        return ErrorCode.invalid_record, None, "Produce request has no complete record batch"
-    if buf[rb.MAGIC_OFFSET] != 2:
-        return (
-            ErrorCode.invalid_record,
-            None,
-            f"Produce requests with version {ctx.version} are only allowed to contain record "
-            "batches with magic version 2",
-        )
+    shallow = list(rb.iter_headers(buf))
+    if not shallow or buf[rb.MAGIC_OFFSET] != 2:
+        return ErrorCode.invalid_record, None, None
+    if shallow[0][1].compression == ZSTD and ctx.version < 7:
+        return ErrorCode.unsupported_compression_type, None, None
+    if len(shallow) > 1:
+        return ErrorCode.invalid_record, None, None
+    if acks not in (-1, 0, 1):
+        return ErrorCode.invalid_required_acks, None, None
+    # The log's checks: size, then CRC and header coherence (LogValidator).
     size = rb.batch_size_at(buf, 0)
     if size > log.config.max_message_bytes:
         return (
@@ -94,25 +93,12 @@ def _append(
         return ErrorCode.corrupt_message, None, str(e)
     except rb.InvalidRecordBatch as e:
         return ErrorCode.invalid_record, None, str(e)
-    if len(headers) != 1:
-        return (
-            ErrorCode.invalid_record,
-            None,
-            "Produce requests with version 3 and above must have exactly one record batch per "
-            "partition",
-        )
     header = headers[0]
-    if header.compression > 4:
-        return ErrorCode.unsupported_compression_type, None, None
-    if header.compression == 4 and ctx.version < 7:
+    if header.compression > ZSTD:
         return ErrorCode.unsupported_compression_type, None, None
     if header.is_transactional or header.is_control:
         # Transactions arrive with issue 9; Kafka refuses control batches from clients too.
-        return (
-            ErrorCode.invalid_record,
-            None,
-            "transactional and control batches are not supported yet",
-        )
+        return ErrorCode.invalid_record, None, "transactional batches are not supported yet"
     try:
         result = log.append(buf, headers, now_ms=now_ms, leader_epoch=broker.leader_epoch)
     except se.InvalidProducerEpoch as e:
