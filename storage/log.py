@@ -6,7 +6,8 @@ import os
 import shutil
 import uuid
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,13 @@ LATEST_TIMESTAMP = -1
 MAX_TIMESTAMP = -3
 
 
+def _abandon_all(segments: Iterable[LogSegment]) -> None:
+    """Abandon every segment; one failing does not stop the rest (its error is raised after)."""
+    with ExitStack() as stack:
+        for segment in segments:
+            stack.callback(segment.abandon)
+
+
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     """What a produce response needs from an append."""
@@ -59,7 +67,8 @@ class Log:
     ``recovery_point`` has been fsynced; ``producer_state`` covers the log up to
     ``log_end_offset``.
 
-    Threads: the event loop thread calls ``append``, ``roll``, ``flush``, ``close``, ``delete``.
+    Threads: the event loop thread calls ``append``, ``roll``, ``flush``, ``close``, ``delete``,
+    ``abandon``.
     ``read``, ``offset_for_timestamp`` and ``max_timestamp`` may run on a worker thread while an
     append runs: they take the segment tuple (replaced, never mutated, on roll) and each
     segment's size once, and read below those with ``os.pread``.
@@ -116,6 +125,35 @@ class Log:
         config = config or LogConfig()
         bases = cls._clean_directory(directory)
         segments: list[LogSegment] = []
+        try:
+            return cls._load(
+                directory,
+                config,
+                bases,
+                segments,
+                recovery_point=recovery_point,
+                clean_shutdown=clean_shutdown,
+                now_ms=now_ms,
+                log_start_offset=log_start_offset,
+            )
+        except BaseException:  # a failed open must not leave the segments' files open
+            _abandon_all(segments)
+            raise
+
+    @classmethod
+    def _load(
+        cls,
+        directory: Path,
+        config: LogConfig,
+        bases: list[int],
+        segments: list[LogSegment],
+        *,
+        recovery_point: int,
+        clean_shutdown: bool,
+        now_ms: int,
+        log_start_offset: int,
+    ) -> Log:
+        """The body of ``open``; ``segments`` (filled in here) is what to release if it fails."""
         rebuilt = truncated = 0
         deleted = 0
         for i, base in enumerate(bases):
@@ -461,21 +499,40 @@ class Log:
         self.recovery_point = target
 
     def close(self) -> None:
-        """Snapshot producer state, write final time index entries, fsync, close files."""
+        """Snapshot producer state, write final time index entries, fsync, close files.
+
+        If any of that fails, the files not yet closed are abandoned (see ``abandon``) before the
+        error propagates, so no descriptor outlives the call.
+        """
         if self._closed:
             return
-        self.producer_state.map_end_offset = self.log_end_offset
-        self.producer_state.take_snapshot()
-        for segment in self._segments:
-            segment.close()
-        self.recovery_point = self.log_end_offset
+        try:
+            self.producer_state.map_end_offset = self.log_end_offset
+            self.producer_state.take_snapshot()
+            for segment in self._segments:
+                segment.close()
+            self.recovery_point = self.log_end_offset
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Drop the log as a crash would: close every segment's files without fsync, final time
+        index entries or a producer state snapshot.
+
+        For crash simulation (a test abandons a log, damages its files and reopens the directory,
+        which then recovers as after a real crash) and for releasing the file descriptors after a
+        failure. ``recovery_point`` is left as is. Idempotent; a no-op after ``close``.
+        """
         self._closed = True
+        _abandon_all(self._segments)
 
     def delete(self) -> None:
         """Close without snapshots and remove the directory (renamed to ``*-delete`` first)."""
-        for segment in self._segments:
-            segment.delete()
-        self._closed = True
+        try:
+            for segment in self._segments:
+                segment.delete()
+        finally:
+            self.abandon()
         doomed = self.dir.with_name(f"{self.dir.name}.{uuid.uuid4().hex}-delete")
         os.rename(self.dir, doomed)
         shutil.rmtree(doomed, ignore_errors=True)

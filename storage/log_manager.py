@@ -52,6 +52,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,26 +266,30 @@ class LogManager:
         marker = root / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
         manager = cls(root, default_config, node_id, cluster_id, clean)
-        for info in manager._read_topics_file():
-            manager._add_topic(info)
-        recovery_points = read_offset_checkpoint(root / RECOVERY_POINT_CHECKPOINT)
-        start_offsets = read_offset_checkpoint(root / LOG_START_OFFSET_CHECKPOINT)
-        manager._sweep(root)
-        for info in manager._topics.values():
-            for partition in range(info.partitions):
-                tp = (info.name, partition)
-                manager._logs[tp] = manager._open_log(
-                    info,
-                    partition,
-                    recovery_point=recovery_points.get(tp, 0),
-                    log_start_offset=start_offsets.get(tp, 0),
-                    clean=clean,
-                    now_ms=now,
-                )
-        if clean:
-            marker.unlink()
-            fsync_dir(root)
-        manager._write_checkpoints()
+        try:
+            for info in manager._read_topics_file():
+                manager._add_topic(info)
+            recovery_points = read_offset_checkpoint(root / RECOVERY_POINT_CHECKPOINT)
+            start_offsets = read_offset_checkpoint(root / LOG_START_OFFSET_CHECKPOINT)
+            manager._sweep(root)
+            for info in manager._topics.values():
+                for partition in range(info.partitions):
+                    tp = (info.name, partition)
+                    manager._logs[tp] = manager._open_log(
+                        info,
+                        partition,
+                        recovery_point=recovery_points.get(tp, 0),
+                        log_start_offset=start_offsets.get(tp, 0),
+                        clean=clean,
+                        now_ms=now,
+                    )
+            if clean:
+                marker.unlink()
+                fsync_dir(root)
+            manager._write_checkpoints()
+        except BaseException:  # release the logs opened so far; write nothing more
+            manager.abandon()
+            raise
         return manager
 
     @staticmethod
@@ -500,11 +505,33 @@ class LogManager:
         self._write_checkpoints()
 
     def close(self) -> None:
-        """Close every log (producer snapshots, fsync), write checkpoints and the clean marker."""
+        """Close every log (producer snapshots, fsync), write checkpoints and the clean marker.
+
+        If any of that fails, the logs not yet closed are abandoned (see ``abandon``) before the
+        error propagates; the clean shutdown marker is then not written.
+        """
         if self._closed:
             return
-        for partition_log in self._logs.values():
-            partition_log.close()
-        self._write_checkpoints()
-        write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+        try:
+            for partition_log in self._logs.values():
+                partition_log.close()
+            self._write_checkpoints()
+            write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Drop every log as a crash would (``Log.abandon``): release their file descriptors
+        without fsync, producer snapshots, checkpoints or the clean shutdown marker.
+
+        For crash simulation (the next ``open`` of the directory recovers as after a real crash)
+        and for releasing resources after a failure. Idempotent; a no-op after ``close``.
+        """
         self._closed = True
+        with ExitStack() as stack:  # every log, even if one fails
+            for partition_log in self._logs.values():
+                stack.callback(partition_log.abandon)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

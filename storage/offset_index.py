@@ -149,6 +149,15 @@ class OffsetIndex:
         self._file.flush()
 
     def close(self) -> None:
+        """Close the file. Entries are plain writes, so there is nothing to finalize first."""
+        self._file.close()
+
+    def abandon(self) -> None:
+        """Release the file descriptor as a crash would, without fsync.
+
+        For crash simulation and for releasing resources after a failure. The same as ``close``
+        today (no preallocation, nothing to trim); kept separate so callers say which they mean.
+        """
         self._file.close()
 
     def delete(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
 
@@ -98,14 +99,20 @@ class LogSegment:
         self.index_interval_bytes = index_interval_bytes
         self.log_path, self.index_path, self.time_index_path = segment_paths(directory, base_offset)
         self.needs_recovery = False
-        self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        self._size = os.fstat(self._fd).st_size
-        self.offset_index = self._open_index(OffsetIndex, self.index_path, max_index_size)
-        self.time_index = self._open_index(TimeIndex, self.time_index_path, max_index_size)
-        try:
-            self.offset_index.sanity_check(self._size)
-        except CorruptIndex:
-            self._reset_indexes()
+        # If opening fails half way, nothing else would ever close what was opened so far.
+        with ExitStack() as opened:
+            self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            opened.callback(os.close, self._fd)
+            self._size = os.fstat(self._fd).st_size
+            self.offset_index = self._open_index(OffsetIndex, self.index_path, max_index_size)
+            opened.callback(self.offset_index.abandon)
+            self.time_index = self._open_index(TimeIndex, self.time_index_path, max_index_size)
+            opened.callback(self.time_index.abandon)
+            try:
+                self.offset_index.sanity_check(self._size)
+            except CorruptIndex:
+                self._reset_indexes()
+            opened.pop_all()  # opened: the segment owns the descriptors now
         self._bytes_since_last_index_entry = 0
         self._created_ms = now_ms
         # First batch's max timestamp (Kafka's rollingBasedTimestamp); None until loaded.
@@ -333,21 +340,39 @@ class LogSegment:
         self.time_index.flush()
 
     def close(self) -> None:
-        """Record the final time index entry, fsync, close. Nothing to trim: no preallocation."""
+        """Record the final time index entry, fsync, close. Nothing to trim: no preallocation.
+
+        The descriptors are released even when the final entry or the fsync fails.
+        """
         if self._fd < 0:
             return
-        if self._max_timestamp is not None:
-            self.time_index.maybe_append(*self._max_timestamp, skip_full_check=True)
-        self.flush()
-        self.offset_index.close()
-        self.time_index.close()
-        os.close(self._fd)
-        self._fd = -1
+        try:
+            if self._max_timestamp is not None:
+                self.time_index.maybe_append(*self._max_timestamp, skip_full_check=True)
+            self.flush()
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Close the three files as a crash would: no final time index entry, no fsync.
+
+        For crash simulation (tests drop a segment and reopen its directory) and for releasing
+        the descriptors after a failure. What was written but not flushed stays in the page
+        cache, exactly as after a process crash. Idempotent; a no-op after ``close``.
+        """
+        fd, self._fd = self._fd, -1
+        with ExitStack() as stack:  # all three, even if one fails
+            if fd >= 0:
+                stack.callback(os.close, fd)
+            stack.callback(self.time_index.abandon)
+            stack.callback(self.offset_index.abandon)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
 
     def delete(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self.abandon()
         self.offset_index.delete()
         self.time_index.delete()
         self.log_path.unlink(missing_ok=True)

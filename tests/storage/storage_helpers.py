@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Protocol, TypeVar
 
 import crc32c
 
@@ -76,3 +78,24 @@ def request(*batches: bytes) -> tuple[bytearray, list[BatchHeader]]:
 def offsets_in(data: bytes) -> list[tuple[int, int]]:
     """(base offset, last offset) of each batch in ``data``; also checks CRCs."""
     return [(h.base_offset, h.last_offset) for h in validate_batches(data)]
+
+
+class Abandonable(Protocol):
+    def abandon(self) -> None: ...
+
+
+A = TypeVar("A", bound=Abandonable)
+
+
+class Opened:
+    """The ``opened`` fixture: ``opened(Log.open(path))`` returns the log and abandons it (drops
+    it as a crash would, releasing its file descriptors) when the test ends. Works for anything
+    with ``abandon``: LogManager, Log, LogSegment, OffsetIndex, TimeIndex. Abandoning what a test
+    already closed, deleted or abandoned is a no-op."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+
+    def __call__(self, resource: A) -> A:
+        self._stack.callback(resource.abandon)
+        return resource

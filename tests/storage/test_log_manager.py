@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from storage_helpers import offsets_in, request
+from storage_helpers import Opened, offsets_in, request
 
 from kpy.protocol.records import build_batch
 from kpy.storage.errors import (
@@ -27,8 +27,8 @@ def produce(manager: LogManager, topic: str, partition: int, n: int) -> None:
         log.append(*request(build_batch([(None, b"v")])), now_ms=0)
 
 
-def test_fresh_data_dir_files(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path, node_id=3)
+def test_fresh_data_dir_files(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path, node_id=3))
     props = (tmp_path / "meta.properties").read_text().splitlines()
     assert props[0] == "#"
     kv = dict(line.split("=", 1) for line in props if not line.startswith("#"))
@@ -38,15 +38,15 @@ def test_fresh_data_dir_files(tmp_path: Path) -> None:
     assert manager.cluster_id == kv["cluster.id"]
     assert not manager.had_clean_shutdown
     manager.close()
-    again = LogManager.open(tmp_path, node_id=3)
+    again = opened(LogManager.open(tmp_path, node_id=3))
     assert again.cluster_id == kv["cluster.id"]
     assert again.had_clean_shutdown
     with pytest.raises(InconsistentMetadata):
         LogManager.open(tmp_path, node_id=4)
 
 
-def test_create_topic_writes_kafka_files(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path)
+def test_create_topic_writes_kafka_files(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path))
     info = manager.create_topic("orders", 3, {"segment.bytes": "2000"})
     assert info.partitions == 3
     for p in range(3):
@@ -61,8 +61,8 @@ def test_create_topic_writes_kafka_files(tmp_path: Path) -> None:
     assert stored["topics"][0]["configs"] == {"segment.bytes": "2000"}
 
 
-def test_checkpoint_files_use_kafka_text_format(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path)
+def test_checkpoint_files_use_kafka_text_format(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path))
     manager.create_topic("a", 2)
     produce(manager, "a", 1, 4)
     manager.close()
@@ -75,12 +75,12 @@ def test_checkpoint_files_use_kafka_text_format(tmp_path: Path) -> None:
     assert (tmp_path / ".kafka_cleanshutdown").exists()
 
 
-def test_reopen_after_clean_close_keeps_ids_and_data(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path, {"segment.bytes": "500"})
+def test_reopen_after_clean_close_keeps_ids_and_data(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path, {"segment.bytes": "500"}))
     info = manager.create_topic("t", 1)
     produce(manager, "t", 0, 30)
     manager.close()
-    again = LogManager.open(tmp_path, {"segment.bytes": "500"})
+    again = opened(LogManager.open(tmp_path, {"segment.bytes": "500"}))
     assert not (tmp_path / ".kafka_cleanshutdown").exists()  # removed so a crash shows
     assert again.topics() == [info]
     log = again.get_log("t", 0)
@@ -91,8 +91,8 @@ def test_reopen_after_clean_close_keeps_ids_and_data(tmp_path: Path) -> None:
     assert [b for b, _ in offsets_in(log.read(0, 1 << 20))] == list(range(30))
 
 
-def test_crash_leads_to_recovery_from_checkpoint(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path, {"segment.bytes": "500"})
+def test_crash_leads_to_recovery_from_checkpoint(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path, {"segment.bytes": "500"}))
     manager.create_topic("t", 1)
     produce(manager, "t", 0, 30)
     manager.checkpoint()
@@ -100,8 +100,8 @@ def test_crash_leads_to_recovery_from_checkpoint(tmp_path: Path) -> None:
     assert log is not None
     rolled = log.active_segment.base_offset
     assert log.recovery_point == rolled
-    # crash: no close
-    again = LogManager.open(tmp_path, {"segment.bytes": "500"})
+    manager.abandon()  # crash: no close, no checkpoints, no clean shutdown marker
+    again = opened(LogManager.open(tmp_path, {"segment.bytes": "500"}))
     assert not again.had_clean_shutdown
     relog = again.get_log("t", 0)
     assert relog is not None
@@ -110,8 +110,8 @@ def test_crash_leads_to_recovery_from_checkpoint(tmp_path: Path) -> None:
     assert read_offset_checkpoint(tmp_path / "recovery-point-offset-checkpoint")[("t", 0)] == 30
 
 
-def test_delete_topic(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path)
+def test_delete_topic(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path))
     info = manager.create_topic("gone", 2)
     produce(manager, "gone", 0, 3)
     assert manager.delete_topic("gone") == info
@@ -126,19 +126,19 @@ def test_delete_topic(tmp_path: Path) -> None:
     assert manager.get_log("gone", 0).log_end_offset == 0  # type: ignore[union-attr]
 
 
-def test_interrupted_delete_is_finished_at_open(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path)
+def test_interrupted_delete_is_finished_at_open(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path))
     manager.create_topic("t", 1)
     manager.close()
     leftover = tmp_path / f"t-0.{uuid.uuid4().hex}-delete"
     leftover.mkdir()
     (leftover / "00000000000000000000.log").write_bytes(b"x")
-    LogManager.open(tmp_path)
+    opened(LogManager.open(tmp_path))
     assert not leftover.exists()
 
 
-def test_stale_directory_of_recreated_topic_is_replaced(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path)
+def test_stale_directory_of_recreated_topic_is_replaced(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path))
     manager.create_topic("t", 1)
     produce(manager, "t", 0, 5)
     manager.close()
@@ -146,13 +146,13 @@ def test_stale_directory_of_recreated_topic_is_replaced(tmp_path: Path) -> None:
     (tmp_path / "t-0" / "partition.metadata").write_text(
         f"version: 0\ntopic_id: {uuid_to_kafka(uuid.uuid4())}"
     )
-    again = LogManager.open(tmp_path)
+    again = opened(LogManager.open(tmp_path))
     log = again.get_log("t", 0)
     assert log is not None and log.log_end_offset == 0
 
 
-def test_invalid_requests(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path)
+def test_invalid_requests(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path))
     manager.create_topic("a.b", 1)
     for name in ("", ".", "..", "bad/name", "x" * 250):
         with pytest.raises(InvalidTopic):
@@ -168,8 +168,8 @@ def test_invalid_requests(tmp_path: Path) -> None:
     assert [t.name for t in manager.topics()] == ["a.b"]
 
 
-def test_create_partitions_and_alter_configs(tmp_path: Path) -> None:
-    manager = LogManager.open(tmp_path)
+def test_create_partitions_and_alter_configs(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path))
     manager.create_topic("t", 1)
     grown = manager.create_partitions("t", 3)
     assert grown.partitions == 3 and manager.get_log("t", 2) is not None
@@ -177,6 +177,36 @@ def test_create_partitions_and_alter_configs(tmp_path: Path) -> None:
     log = manager.get_log("t", 0)
     assert log is not None and log.config.segment_ms == 123
     manager.close()
-    again = LogManager.open(tmp_path)
+    again = opened(LogManager.open(tmp_path))
     reopened = again.get_log("t", 1)
     assert reopened is not None and reopened.config.segment_ms == 123
+
+
+def test_failed_open_releases_the_logs_it_opened(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path))
+    manager.create_topic("t", 2)
+    produce(manager, "t", 0, 3)
+    manager.close()
+    bad = tmp_path / "t-1" / "00000000000000000000.timeindex"
+    bad.unlink()
+    bad.mkdir()
+    with pytest.raises(IsADirectoryError):
+        LogManager.open(tmp_path)
+    # t-0 was opened first and released (checked by the autouse no_fd_leaks fixture); the open
+    # wrote nothing, so the clean shutdown marker is still there
+    assert (tmp_path / ".kafka_cleanshutdown").exists()
+
+
+def test_abandon_writes_no_clean_shutdown_marker(tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path))
+    manager.create_topic("t", 1)
+    produce(manager, "t", 0, 3)
+    manager.abandon()
+    assert manager.closed
+    assert not (tmp_path / ".kafka_cleanshutdown").exists()
+    manager.close()  # a no-op after abandon
+    assert not (tmp_path / ".kafka_cleanshutdown").exists()
+    again = opened(LogManager.open(tmp_path))
+    assert not again.had_clean_shutdown
+    relog = again.get_log("t", 0)
+    assert relog is not None and relog.log_end_offset == 3

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage_helpers import offsets_in, request
+from storage_helpers import Opened, offsets_in, request
 
 from kpy.protocol.records import build_batch
 from kpy.storage.log import Log, LogConfig
@@ -20,15 +20,17 @@ def fill(log: Log, batches: int, records: int = 2) -> list[tuple[int, int, int]]
     return out
 
 
-def test_torn_tail_is_truncated_to_the_last_whole_batch(tmp_path: Path) -> None:
-    log = Log.open(tmp_path, CONFIG)
+def test_torn_tail_is_truncated_to_the_last_whole_batch(tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, CONFIG))
     written = fill(log, 20)
     active = log.active_segment
     last_base, _, last_size = written[-1]
-    # crash: no close; the last batch reaches disk only in part
+    log.abandon()  # crash: no close; the last batch reaches disk only in part
     with open(active.log_path, "r+b") as f:
         f.truncate(active.size - last_size // 2)
-    again = Log.open(tmp_path, CONFIG, recovery_point=log.recovery_point, clean_shutdown=False)
+    again = opened(
+        Log.open(tmp_path, CONFIG, recovery_point=log.recovery_point, clean_shutdown=False)
+    )
     assert again.log_end_offset == last_base
     assert again.truncated_bytes == last_size - last_size // 2
     assert again.recovered_segments >= 1
@@ -39,8 +41,9 @@ def test_torn_tail_is_truncated_to_the_last_whole_batch(tmp_path: Path) -> None:
 
 def test_corrupt_batch_in_old_segment_truncates_there_and_drops_later_segments(
     tmp_path: Path,
+    opened: Opened,
 ) -> None:
-    log = Log.open(tmp_path, CONFIG)
+    log = opened(Log.open(tmp_path, CONFIG))
     fill(log, 30)
     assert len(log.segments) >= 3
     victim = log.segments[1]
@@ -50,27 +53,32 @@ def test_corrupt_batch_in_old_segment_truncates_there_and_drops_later_segments(
         f.seek(80)
         f.write(bytes([byte[0] ^ 0x01]))
     later = [s.log_path for s in log.segments[2:]]
-    again = Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=False)
+    log.abandon()  # crash
+    again = opened(Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=False))
     assert len(again.segments) == 2
     assert again.log_end_offset == victim.base_offset
     assert again.deleted_segments == len(later)
     assert not any(p.exists() for p in later)
 
 
-def test_recovery_starts_at_recovery_point_segment(tmp_path: Path) -> None:
-    log = Log.open(tmp_path, CONFIG)
+def test_recovery_starts_at_recovery_point_segment(tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, CONFIG))
     fill(log, 30)
     log.flush()
     n = len(log.segments)
-    again = Log.open(tmp_path, CONFIG, recovery_point=log.log_end_offset, clean_shutdown=False)
+    log.abandon()  # crash
+    again = opened(
+        Log.open(tmp_path, CONFIG, recovery_point=log.log_end_offset, clean_shutdown=False)
+    )
     assert again.recovered_segments == 1  # only the active segment
-    again2 = Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=False)
+    again.abandon()  # crash again
+    again2 = opened(Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=False))
     assert again2.recovered_segments == n
     assert again2.log_end_offset == log.log_end_offset
 
 
-def test_missing_index_is_rebuilt_byte_for_byte(tmp_path: Path) -> None:
-    log = Log.open(tmp_path, CONFIG)
+def test_missing_index_is_rebuilt_byte_for_byte(tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, CONFIG))
     fill(log, 30)
     log.close()
     segment = log.segments[0]
@@ -78,7 +86,9 @@ def test_missing_index_is_rebuilt_byte_for_byte(tmp_path: Path) -> None:
     original_time = segment.time_index_path.read_bytes()
     assert original
     segment.index_path.unlink()
-    again = Log.open(tmp_path, CONFIG, recovery_point=log.log_end_offset, clean_shutdown=True)
+    again = opened(
+        Log.open(tmp_path, CONFIG, recovery_point=log.log_end_offset, clean_shutdown=True)
+    )
     assert again.rebuilt_indexes == 1
     assert again.recovered_segments == 0
     again.close()
@@ -86,24 +96,26 @@ def test_missing_index_is_rebuilt_byte_for_byte(tmp_path: Path) -> None:
     assert segment.time_index_path.read_bytes() == original_time
 
 
-def test_corrupt_index_is_rebuilt(tmp_path: Path) -> None:
-    log = Log.open(tmp_path, CONFIG)
+def test_corrupt_index_is_rebuilt(tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, CONFIG))
     fill(log, 30)
     log.close()
     segment = log.segments[0]
     with open(segment.index_path, "ab") as f:
         f.write(b"\x01\x02\x03")
-    again = Log.open(tmp_path, CONFIG, recovery_point=log.log_end_offset, clean_shutdown=True)
+    again = opened(
+        Log.open(tmp_path, CONFIG, recovery_point=log.log_end_offset, clean_shutdown=True)
+    )
     assert again.rebuilt_indexes == 1
     assert offsets_in(again.read(5, 1, min_one=True)) == [(4, 5)]
 
 
-def test_clean_shutdown_does_no_recovery_work(tmp_path: Path) -> None:
-    log = Log.open(tmp_path, CONFIG)
+def test_clean_shutdown_does_no_recovery_work(tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, CONFIG))
     fill(log, 30)
     end = log.log_end_offset
     log.close()
-    again = Log.open(tmp_path, CONFIG, recovery_point=end, clean_shutdown=True)
+    again = opened(Log.open(tmp_path, CONFIG, recovery_point=end, clean_shutdown=True))
     assert (again.recovered_segments, again.rebuilt_indexes, again.truncated_bytes) == (0, 0, 0)
     assert again.producer_state.replayed_batches == 0
     assert again.producer_state.loaded_snapshot_offset == end
@@ -111,19 +123,21 @@ def test_clean_shutdown_does_no_recovery_work(tmp_path: Path) -> None:
     assert again.recovery_point == end
 
 
-def test_torn_tail_is_caught_even_with_a_clean_shutdown_claim(tmp_path: Path) -> None:
-    log = Log.open(tmp_path, CONFIG)
+def test_torn_tail_is_caught_even_with_a_clean_shutdown_claim(
+    tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, CONFIG))
     written = fill(log, 5)
     log.close()
     with open(log.active_segment.log_path, "ab") as f:
         f.write(b"\x00" * 30)
-    again = Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=True)
+    again = opened(Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=True))
     assert again.truncated_bytes == 30
     assert again.log_end_offset == written[-1][1] + 1
 
 
-def test_stray_files_are_removed(tmp_path: Path) -> None:
-    log = Log.open(tmp_path, CONFIG)
+def test_stray_files_are_removed(tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, CONFIG))
     fill(log, 3)
     log.close()
     strays = [
@@ -134,5 +148,5 @@ def test_stray_files_are_removed(tmp_path: Path) -> None:
     ]
     for p in strays:
         p.write_bytes(b"junk")
-    Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=True)
+    opened(Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=True))
     assert not any(p.exists() for p in strays)

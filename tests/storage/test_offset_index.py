@@ -4,13 +4,14 @@ import struct
 from pathlib import Path
 
 import pytest
+from storage_helpers import Opened
 
 from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, InvalidIndexEntry
 from kpy.storage.offset_index import OffsetIndex
 
 
-def test_lookup_returns_largest_entry_at_or_below(tmp_path: Path) -> None:
-    index = OffsetIndex(tmp_path / "x.index", base_offset=100)
+def test_lookup_returns_largest_entry_at_or_below(tmp_path: Path, opened: Opened) -> None:
+    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=100))
     assert index.lookup(150) == (100, 0)  # empty: (base, 0)
     index.append(105, 4100)
     index.append(110, 8300)
@@ -25,9 +26,9 @@ def test_lookup_returns_largest_entry_at_or_below(tmp_path: Path) -> None:
     assert index.last_offset == 200
 
 
-def test_file_is_kafka_layout_byte_for_byte(tmp_path: Path) -> None:
+def test_file_is_kafka_layout_byte_for_byte(tmp_path: Path, opened: Opened) -> None:
     path = tmp_path / "00000000000000000100.index"
-    index = OffsetIndex(path, base_offset=100)
+    index = opened(OffsetIndex(path, base_offset=100))
     index.append(105, 4100)
     index.append(100 + 2**31 - 1, 2**31 - 2)
     index.close()
@@ -36,19 +37,19 @@ def test_file_is_kafka_layout_byte_for_byte(tmp_path: Path) -> None:
     )
 
 
-def test_reopen_loads_entries(tmp_path: Path) -> None:
+def test_reopen_loads_entries(tmp_path: Path, opened: Opened) -> None:
     path = tmp_path / "x.index"
-    index = OffsetIndex(path, base_offset=0)
+    index = opened(OffsetIndex(path, base_offset=0))
     for i in range(1, 50):
         index.append(i * 10, i * 1000)
     index.close()
-    again = OffsetIndex(path, base_offset=0)
+    again = opened(OffsetIndex(path, base_offset=0))
     assert again.entries == 49
     assert again.lookup(255) == (250, 25000)
 
 
-def test_is_full_from_max_index_size(tmp_path: Path) -> None:
-    index = OffsetIndex(tmp_path / "x.index", base_offset=0, max_index_size=24)
+def test_is_full_from_max_index_size(tmp_path: Path, opened: Opened) -> None:
+    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=0, max_index_size=24))
     assert index.max_entries == 3
     for i in range(3):
         assert not index.is_full
@@ -58,8 +59,8 @@ def test_is_full_from_max_index_size(tmp_path: Path) -> None:
         index.append(5, 50)
 
 
-def test_append_rejects_out_of_order_and_overflow(tmp_path: Path) -> None:
-    index = OffsetIndex(tmp_path / "x.index", base_offset=10)
+def test_append_rejects_out_of_order_and_overflow(tmp_path: Path, opened: Opened) -> None:
+    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=10))
     index.append(20, 100)
     with pytest.raises(InvalidIndexEntry):
         index.append(20, 200)
@@ -72,9 +73,9 @@ def test_append_rejects_out_of_order_and_overflow(tmp_path: Path) -> None:
     assert index.entries == 1
 
 
-def test_truncate_to_removes_entries_at_or_above(tmp_path: Path) -> None:
+def test_truncate_to_removes_entries_at_or_above(tmp_path: Path, opened: Opened) -> None:
     path = tmp_path / "x.index"
-    index = OffsetIndex(path, base_offset=0)
+    index = opened(OffsetIndex(path, base_offset=0))
     for offset in (10, 20, 30, 40):
         index.append(offset, offset * 100)
     index.truncate_to(30)
@@ -102,8 +103,8 @@ def test_decreasing_entries_are_corrupt(tmp_path: Path) -> None:
         OffsetIndex(path, base_offset=0)
 
 
-def test_sanity_check_against_log_size(tmp_path: Path) -> None:
-    index = OffsetIndex(tmp_path / "x.index", base_offset=0)
+def test_sanity_check_against_log_size(tmp_path: Path, opened: Opened) -> None:
+    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=0))
     index.append(3, 500)
     index.sanity_check(501)
     with pytest.raises(CorruptIndex):

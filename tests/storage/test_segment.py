@@ -5,7 +5,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from storage_helpers import batch_with_timestamps, offsets_in
+from storage_helpers import Opened, batch_with_timestamps, offsets_in
 
 from kpy.protocol.records import build_batch, set_base_offset, validate_batches
 from kpy.storage.config import LogConfig
@@ -29,16 +29,16 @@ def open_segment(tmp_path: Path, base: int = 0, interval: int = 4096) -> LogSegm
     return LogSegment(tmp_path, base, index_interval_bytes=interval)
 
 
-def test_file_names_are_kafka_style(tmp_path: Path) -> None:
-    seg = open_segment(tmp_path, 42)
+def test_file_names_are_kafka_style(tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(tmp_path, 42))
     assert seg.log_path.name == "00000000000000000042.log"
     assert seg.index_path.name == "00000000000000000042.index"
     assert seg.time_index_path.name == "00000000000000000042.timeindex"
     assert seg.log_path.exists() and seg.index_path.exists() and seg.time_index_path.exists()
 
 
-def test_read_starts_at_batch_containing_offset(tmp_path: Path) -> None:
-    seg = open_segment(tmp_path, 100, interval=0)
+def test_read_starts_at_batch_containing_offset(tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(tmp_path, 100, interval=0))
     seg.append(make_batches(100, [3, 3, 3, 3]))
     assert seg.read_next_offset() == 112
     data = seg.read(104, 10_000)
@@ -49,8 +49,8 @@ def test_read_starts_at_batch_containing_offset(tmp_path: Path) -> None:
     assert all_data is not None and offsets_in(all_data)[0] == (100, 102)
 
 
-def test_read_returns_only_whole_batches_and_min_one(tmp_path: Path) -> None:
-    seg = open_segment(tmp_path)
+def test_read_returns_only_whole_batches_and_min_one(tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(tmp_path))
     batches = make_batches(0, [2, 2, 2])
     seg.append(batches)
     one = validate_batches(batches)[0].size  # all three batches have this size
@@ -63,8 +63,8 @@ def test_read_returns_only_whole_batches_and_min_one(tmp_path: Path) -> None:
     assert seg.read(4, 10**6, max_position=one * 2) is None
 
 
-def test_index_entries_follow_index_interval(tmp_path: Path) -> None:
-    seg = open_segment(tmp_path, 0, interval=0)
+def test_index_entries_follow_index_interval(tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(tmp_path, 0, interval=0))
     batches = make_batches(0, [1, 1, 1, 1])
     headers = validate_batches(batches)
     seg.append(batches)
@@ -79,13 +79,13 @@ def test_index_entries_follow_index_interval(tmp_path: Path) -> None:
     ]
     other = tmp_path / "other"
     other.mkdir()
-    big = open_segment(other, 0)  # default 4096-byte interval: no entry for small batches
+    big = opened(open_segment(other, 0))  # default 4096-byte interval: no entry for small batches
     big.append(make_batches(0, [1, 1, 1, 1]))
     assert big.offset_index.entries == 0
 
 
-def test_find_offset_by_timestamp_looks_inside_batches(tmp_path: Path) -> None:
-    seg = open_segment(tmp_path, 0, interval=0)
+def test_find_offset_by_timestamp_looks_inside_batches(tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(tmp_path, 0, interval=0))
     data = bytearray()
     for base, stamps in ((0, [100, 300, 200]), (3, [150, 400, 500]), (6, [450, 600])):
         batch = bytearray(batch_with_timestamps([b"v"] * len(stamps), stamps))
@@ -103,10 +103,10 @@ def test_find_offset_by_timestamp_looks_inside_batches(tmp_path: Path) -> None:
     assert seg.find_max_timestamp() == (7, 600)
 
 
-def test_recover_rebuilds_identical_indexes(tmp_path: Path) -> None:
+def test_recover_rebuilds_identical_indexes(tmp_path: Path, opened: Opened) -> None:
     one = validate_batches(make_batches(0, [1]))[0].size
     # an interval of exactly one batch: an entry every second batch ("more than" the interval)
-    seg = open_segment(tmp_path, 0, interval=one)
+    seg = opened(open_segment(tmp_path, 0, interval=one))
     seg.append(make_batches(0, [1] * 9))
     assert [seg.offset_index.entry(i) for i in range(seg.offset_index.entries)] == [
         (2, 2 * one),
@@ -117,22 +117,22 @@ def test_recover_rebuilds_identical_indexes(tmp_path: Path) -> None:
     seg.close()
     index_bytes = seg.index_path.read_bytes()
     time_bytes = seg.time_index_path.read_bytes()
-    seg = open_segment(tmp_path, 0, interval=one)
+    seg = opened(open_segment(tmp_path, 0, interval=one))
     assert seg.recover() == 0
     seg.close()
     assert seg.index_path.read_bytes() == index_bytes
     assert seg.time_index_path.read_bytes() == time_bytes
 
 
-def test_recover_truncates_torn_tail_and_bad_crc(tmp_path: Path) -> None:
-    seg = open_segment(tmp_path, 0)
+def test_recover_truncates_torn_tail_and_bad_crc(tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(tmp_path, 0))
     batches = make_batches(0, [2, 2, 2])
     sizes = [h.size for h in validate_batches(batches)]
     seg.append(batches)
     seg.close()
     with open(seg.log_path, "r+b") as f:
         f.truncate(sum(sizes) - 7)
-    seg = open_segment(tmp_path, 0)
+    seg = opened(open_segment(tmp_path, 0))
     assert seg.recover() == sizes[2] - 7
     assert seg.size == sizes[0] + sizes[1]
     assert seg.read_next_offset() == 4
@@ -147,17 +147,17 @@ def test_recover_truncates_torn_tail_and_bad_crc(tmp_path: Path) -> None:
     assert seg.log_path.stat().st_size == sizes[0]
 
 
-def test_recover_stops_at_offsets_going_backwards(tmp_path: Path) -> None:
-    seg = open_segment(tmp_path, 0)
+def test_recover_stops_at_offsets_going_backwards(tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(tmp_path, 0))
     seg.append(make_batches(0, [3]))
     seg.append(make_batches(1, [3]))  # overlapping offsets: invalid on disk
     assert seg.recover() > 0
     assert seg.read_next_offset() == 3
 
 
-def test_should_roll(tmp_path: Path) -> None:
+def test_should_roll(tmp_path: Path, opened: Opened) -> None:
     config = LogConfig(segment_bytes=1000, segment_ms=10_000, segment_index_bytes=24)
-    seg = LogSegment(tmp_path, 0, index_interval_bytes=0, max_index_size=24, now_ms=0)
+    seg = opened(LogSegment(tmp_path, 0, index_interval_bytes=0, max_index_size=24, now_ms=0))
     kw = {"max_timestamp": 1000, "max_offset": 0}
     assert not seg.should_roll(1000, 0, config, **kw)
     assert seg.should_roll(1001, 0, config, **kw)  # would exceed segment.bytes
@@ -171,23 +171,23 @@ def test_should_roll(tmp_path: Path) -> None:
     assert seg.should_roll(10, 0, config, max_timestamp=1000, max_offset=3)
 
 
-def test_roll_by_wall_clock_when_no_timestamps(tmp_path: Path) -> None:
+def test_roll_by_wall_clock_when_no_timestamps(tmp_path: Path, opened: Opened) -> None:
     config = LogConfig(segment_ms=100)
-    seg = LogSegment(tmp_path, 0, now_ms=5000)
+    seg = opened(LogSegment(tmp_path, 0, now_ms=5000))
     seg.append(make_batches(0, [1], timestamp=-1))
     assert not seg.should_roll(1, 5100, config, max_timestamp=-1, max_offset=1)
     assert seg.should_roll(1, 5101, config, max_timestamp=-1, max_offset=1)
 
 
-def test_append_rejects_offsets_beyond_segment(tmp_path: Path) -> None:
-    seg = open_segment(tmp_path, 0)
+def test_append_rejects_offsets_beyond_segment(tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(tmp_path, 0))
     with pytest.raises(IndexOffsetOverflow):
         seg.append(make_batches(2**31, [1]))
     assert seg.size == 0
 
 
-def test_reads_on_a_thread_during_appends_see_whole_batches(tmp_path: Path) -> None:
-    seg = open_segment(tmp_path, 0, interval=64)
+def test_reads_on_a_thread_during_appends_see_whole_batches(tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(tmp_path, 0, interval=64))
     stop = threading.Event()
     errors: list[BaseException] = []
     reads = 0

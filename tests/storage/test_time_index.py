@@ -4,13 +4,14 @@ import struct
 from pathlib import Path
 
 import pytest
+from storage_helpers import Opened
 
 from kpy.storage.errors import CorruptIndex, InvalidIndexEntry
 from kpy.storage.time_index import TimeIndex
 
 
-def test_maybe_append_only_when_timestamp_grows(tmp_path: Path) -> None:
-    index = TimeIndex(tmp_path / "x.timeindex", base_offset=50)
+def test_maybe_append_only_when_timestamp_grows(tmp_path: Path, opened: Opened) -> None:
+    index = opened(TimeIndex(tmp_path / "x.timeindex", base_offset=50))
     assert index.last_entry() == (-1, 50)
     index.maybe_append(-1, 50)  # no timestamp: nothing to index
     index.maybe_append(1000, 52)
@@ -23,8 +24,8 @@ def test_maybe_append_only_when_timestamp_grows(tmp_path: Path) -> None:
         index.maybe_append(2000, 59)  # offset going backwards
 
 
-def test_lookup_largest_timestamp_at_or_below(tmp_path: Path) -> None:
-    index = TimeIndex(tmp_path / "x.timeindex", base_offset=0)
+def test_lookup_largest_timestamp_at_or_below(tmp_path: Path, opened: Opened) -> None:
+    index = opened(TimeIndex(tmp_path / "x.timeindex", base_offset=0))
     index.maybe_append(100, 5)
     index.maybe_append(200, 9)
     index.maybe_append(300, 20)
@@ -34,9 +35,9 @@ def test_lookup_largest_timestamp_at_or_below(tmp_path: Path) -> None:
     assert index.lookup(10**12) == (300, 20)
 
 
-def test_file_is_kafka_layout_byte_for_byte(tmp_path: Path) -> None:
+def test_file_is_kafka_layout_byte_for_byte(tmp_path: Path, opened: Opened) -> None:
     path = tmp_path / "00000000000000000007.timeindex"
-    index = TimeIndex(path, base_offset=7)
+    index = opened(TimeIndex(path, base_offset=7))
     index.maybe_append(1_700_000_000_000, 9)
     index.maybe_append(1_700_000_000_001, 7 + 2**31 - 1)
     index.close()
@@ -46,12 +47,12 @@ def test_file_is_kafka_layout_byte_for_byte(tmp_path: Path) -> None:
         + bytes.fromhex("0000018bcfe56801")
         + b"\x7f\xff\xff\xff"
     )
-    again = TimeIndex(path, base_offset=7)
+    again = opened(TimeIndex(path, base_offset=7))
     assert again.lookup(1_700_000_000_000) == (1_700_000_000_000, 9)
 
 
-def test_full_check_and_skip(tmp_path: Path) -> None:
-    index = TimeIndex(tmp_path / "x.timeindex", base_offset=0, max_index_size=24)
+def test_full_check_and_skip(tmp_path: Path, opened: Opened) -> None:
+    index = opened(TimeIndex(tmp_path / "x.timeindex", base_offset=0, max_index_size=24))
     index.maybe_append(1, 1)
     index.maybe_append(2, 2)
     assert index.is_full
@@ -61,9 +62,9 @@ def test_full_check_and_skip(tmp_path: Path) -> None:
     assert index.entries == 3
 
 
-def test_truncate_to(tmp_path: Path) -> None:
+def test_truncate_to(tmp_path: Path, opened: Opened) -> None:
     path = tmp_path / "x.timeindex"
-    index = TimeIndex(path, base_offset=0)
+    index = opened(TimeIndex(path, base_offset=0))
     for i in range(1, 6):
         index.maybe_append(i * 100, i * 10)
     index.truncate_to(30)
