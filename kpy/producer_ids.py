@@ -9,25 +9,12 @@ controller does the same with its producer id blocks.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from kpy.storage.files import write_atomic
 
 BLOCK_SIZE = 1000
 FILE_NAME = "producer-ids.json"
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ProducerIdManager:
@@ -42,7 +29,7 @@ class ProducerIdManager:
     def generate(self) -> int:
         if self._next >= self._block_end:
             self._block_end = self._next + BLOCK_SIZE
-            write_atomically(self._path, json.dumps({"next_block_start": self._block_end}).encode())
+            write_atomic(self._path, json.dumps({"next_block_start": self._block_end}).encode())
         pid = self._next
         self._next += 1
         return pid

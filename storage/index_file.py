@@ -15,6 +15,8 @@ never the file, so readers on a worker thread do not touch this object.
 from __future__ import annotations
 
 import os
+from array import array
+from bisect import bisect_left
 from pathlib import Path
 
 
@@ -57,3 +59,66 @@ class IndexFile:
     @property
     def closed(self) -> bool:
         return self._fd < 0
+
+
+class AbstractIndex:
+    """What OffsetIndex and TimeIndex share (Kafka's AbstractIndex): an IndexFile, its entries
+    kept in memory as two parallel arrays (``_offsets``, relative to ``base_offset``, and one
+    column of the subclass's own), truncation, and the file's life cycle.
+
+    Subclasses set ``_offsets`` and ``_columns`` in their constructor: ``_columns`` holds both
+    arrays, first the one lookups search. Appends extend the searched column last and truncation
+    shrinks it first, so a lookup on a worker thread always finds the other column's value for
+    the slot it picks.
+    """
+
+    ENTRY_SIZE: int
+    _offsets: array[int]
+    _columns: tuple[array[int], array[int]]
+
+    def __init__(self, path: Path, base_offset: int, max_index_size: int) -> None:
+        self.path = path
+        self.base_offset = base_offset
+        self.max_entries = max(max_index_size // self.ENTRY_SIZE, 1)
+        self._file = IndexFile(path, self.ENTRY_SIZE)
+
+    @property
+    def entries(self) -> int:
+        return len(self._offsets)
+
+    @property
+    def is_full(self) -> bool:
+        return len(self._offsets) >= self.max_entries
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every entry with offset >= ``offset``."""
+        self._truncate_entries(bisect_left(self._offsets, offset - self.base_offset))
+
+    def reset(self) -> None:
+        self._truncate_entries(0)
+
+    def _truncate_entries(self, keep: int) -> None:
+        if keep >= len(self._offsets):
+            return
+        searched, other = self._columns
+        del searched[keep:]
+        del other[keep:]
+        self._file.truncate_entries(keep)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file. Entries are plain writes, so there is nothing to finalize first."""
+        self._file.close()
+
+    def abandon(self) -> None:
+        """Release the file descriptor as a crash would, without fsync.
+
+        For crash simulation and for releasing resources after a failure. The same as ``close``
+        today (no preallocation, nothing to trim); kept separate so callers say which they mean.
+        """
+        self._file.close()
+
+    def delete(self) -> None:
+        self._file.delete()

@@ -64,6 +64,7 @@ from kpy.storage.errors import (
     TopicExists,
     UnknownTopic,
 )
+from kpy.storage.files import fsync_dir, write_atomic
 from kpy.storage.log import Log
 
 log = logging.getLogger(__name__)
@@ -104,27 +105,6 @@ def random_kafka_uuid() -> uuid.UUID:
         value = uuid.uuid4()
         if value.int > 1 and not uuid_to_kafka(value).startswith("-"):
             return value
-
-
-# --- Atomic files ---
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def read_offset_checkpoint(path: Path) -> dict[TopicPartition, int]:

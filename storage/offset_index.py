@@ -5,12 +5,12 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from itertools import pairwise
 from pathlib import Path
 
 from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, InvalidIndexEntry
-from kpy.storage.index_file import IndexFile
+from kpy.storage.index_file import AbstractIndex
 
 DEFAULT_MAX_INDEX_SIZE = 10 * 1024 * 1024  # segment.index.bytes
 INT32_MAX = 2**31 - 1
@@ -27,7 +27,7 @@ def _unpack_pairs(data: bytes) -> tuple[array[int], array[int]]:
     return flat[0::2], flat[1::2]
 
 
-class OffsetIndex:
+class OffsetIndex(AbstractIndex):
     """Maps offsets to byte positions in the segment's .log, one entry per ~index.interval.bytes.
 
     Layout (Kafka's exactly): a sequence of 8-byte entries, big-endian, no header, no checksum:
@@ -54,15 +54,13 @@ class OffsetIndex:
     def __init__(
         self, path: Path, base_offset: int, max_index_size: int = DEFAULT_MAX_INDEX_SIZE
     ) -> None:
-        self.path = path
-        self.base_offset = base_offset
-        self.max_entries = max(max_index_size // self.ENTRY_SIZE, 1)
-        self._file = IndexFile(path, self.ENTRY_SIZE)
+        super().__init__(path, base_offset, max_index_size)
         try:
             data = self._file.read_all()
             if len(data) % self.ENTRY_SIZE:
                 raise CorruptIndex(f"{path}: length {len(data)} is not a multiple of 8")
             self._offsets, self._positions = _unpack_pairs(data)
+            self._columns = (self._offsets, self._positions)
             self._check_order()
         except BaseException:
             self._file.close()
@@ -83,14 +81,6 @@ class OffsetIndex:
         """Raise CorruptIndex if the last entry points past the end of the segment's log."""
         if self._positions and self._positions[-1] >= log_size:
             raise CorruptIndex(f"{self.path}: last entry points past the log end ({log_size})")
-
-    @property
-    def entries(self) -> int:
-        return len(self._offsets)
-
-    @property
-    def is_full(self) -> bool:
-        return len(self._offsets) >= self.max_entries
 
     @property
     def last_offset(self) -> int:
@@ -129,36 +119,3 @@ class OffsetIndex:
         self._file.append(_ENTRY.pack(relative, position))
         self._positions.append(position)
         self._offsets.append(relative)
-
-    def truncate_to(self, offset: int) -> None:
-        """Remove every entry with offset >= ``offset``."""
-        keep = bisect_left(self._offsets, offset - self.base_offset)
-        self._truncate_entries(keep)
-
-    def reset(self) -> None:
-        self._truncate_entries(0)
-
-    def _truncate_entries(self, keep: int) -> None:
-        if keep >= len(self._offsets):
-            return
-        del self._offsets[keep:]
-        del self._positions[keep:]
-        self._file.truncate_entries(keep)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        """Close the file. Entries are plain writes, so there is nothing to finalize first."""
-        self._file.close()
-
-    def abandon(self) -> None:
-        """Release the file descriptor as a crash would, without fsync.
-
-        For crash simulation and for releasing resources after a failure. The same as ``close``
-        today (no preallocation, nothing to trim); kept separate so callers say which they mean.
-        """
-        self._file.close()
-
-    def delete(self) -> None:
-        self._file.delete()

@@ -64,6 +64,7 @@ from kpy.storage.errors import (
     InvalidTxnState,
     OutOfOrderSequence,
 )
+from kpy.storage.files import fsync_dir
 
 SNAPSHOT_SUFFIX = ".snapshot"
 NUM_BATCHES_TO_RETAIN = 5
@@ -354,14 +355,6 @@ def list_snapshot_offsets(directory: Path) -> list[int]:
     return sorted(offsets)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ProducerStateManager:
     """Per-partition producer state, its snapshots, and the offset it is current to."""
 
@@ -460,7 +453,7 @@ class ProducerStateManager:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
         if sync:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         for offset in list_snapshot_offsets(self.directory)[:-SNAPSHOTS_TO_KEEP]:
             snapshot_path(self.directory, offset).unlink(missing_ok=True)
         return path

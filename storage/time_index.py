@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import struct
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from itertools import pairwise
 from pathlib import Path
 
 from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, InvalidIndexEntry
-from kpy.storage.index_file import IndexFile
+from kpy.storage.index_file import AbstractIndex
 from kpy.storage.offset_index import DEFAULT_MAX_INDEX_SIZE, INT32_MAX
 
 NO_TIMESTAMP = -1
@@ -17,7 +17,7 @@ NO_TIMESTAMP = -1
 _ENTRY = struct.Struct(">qi")
 
 
-class TimeIndex:
+class TimeIndex(AbstractIndex):
     """Maps timestamps to offsets: entry (T, X) says the largest timestamp of any record at or
     before offset X is T, and T was first reached in the batch whose last offset is X.
 
@@ -43,10 +43,7 @@ class TimeIndex:
     def __init__(
         self, path: Path, base_offset: int, max_index_size: int = DEFAULT_MAX_INDEX_SIZE
     ) -> None:
-        self.path = path
-        self.base_offset = base_offset
-        self.max_entries = max(max_index_size // self.ENTRY_SIZE, 1)
-        self._file = IndexFile(path, self.ENTRY_SIZE)
+        super().__init__(path, base_offset, max_index_size)
         try:
             data = self._file.read_all()
             if len(data) % self.ENTRY_SIZE:
@@ -56,6 +53,7 @@ class TimeIndex:
             for timestamp, relative in _ENTRY.iter_unpack(data):
                 self._timestamps.append(timestamp)
                 self._offsets.append(relative)
+            self._columns = (self._timestamps, self._offsets)
             self._check_order()
         except BaseException:
             self._file.close()
@@ -76,14 +74,6 @@ class TimeIndex:
         """Raise CorruptIndex if an entry names an offset the segment does not hold."""
         if self._offsets and self.base_offset + self._offsets[-1] >= next_offset:
             raise CorruptIndex(f"{self.path}: last entry is past the segment end ({next_offset})")
-
-    @property
-    def entries(self) -> int:
-        return len(self._offsets)
-
-    @property
-    def is_full(self) -> bool:
-        return len(self._offsets) >= self.max_entries
 
     def last_entry(self) -> tuple[int, int]:
         """(timestamp, offset) of the last entry, or (-1, base offset) when empty."""
@@ -128,36 +118,3 @@ class TimeIndex:
         self._file.append(_ENTRY.pack(timestamp, relative))
         self._offsets.append(relative)
         self._timestamps.append(timestamp)
-
-    def truncate_to(self, offset: int) -> None:
-        """Remove every entry with offset >= ``offset``."""
-        keep = bisect_left(self._offsets, offset - self.base_offset)
-        self._truncate_entries(keep)
-
-    def reset(self) -> None:
-        self._truncate_entries(0)
-
-    def _truncate_entries(self, keep: int) -> None:
-        if keep >= len(self._offsets):
-            return
-        del self._timestamps[keep:]
-        del self._offsets[keep:]
-        self._file.truncate_entries(keep)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        """Close the file. Entries are plain writes, so there is nothing to finalize first."""
-        self._file.close()
-
-    def abandon(self) -> None:
-        """Release the file descriptor as a crash would, without fsync.
-
-        For crash simulation and for releasing resources after a failure. The same as ``close``
-        today (no preallocation, nothing to trim); kept separate so callers say which they mean.
-        """
-        self._file.close()
-
-    def delete(self) -> None:
-        self._file.delete()
