@@ -28,27 +28,19 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     pid, epoch = getattr(request, "producer_id", -1), getattr(request, "producer_epoch", -1)
     if (pid == -1) != (epoch == -1) or request.transactional_id == "":
-        return make(
-            mod.InitProducerIdResponse,
-            throttle_time=0,
-            error_code=ErrorCode.invalid_request,
-            producer_id=-1,
-            producer_epoch=-1,
-        )
+        return _response(mod, ErrorCode.invalid_request)
     if request.transactional_id is not None:
-        return make(
-            mod.InitProducerIdResponse,
-            throttle_time=0,
-            error_code=ErrorCode.coordinator_not_available,
-            producer_id=-1,
-            producer_epoch=-1,
-        )
+        return _response(mod, ErrorCode.coordinator_not_available)
     async with ctx.broker.admin_lock:
         producer_id = await anyio.to_thread.run_sync(ctx.broker.producer_ids.generate)
+    return _response(mod, ErrorCode.none, producer_id, 0)
+
+
+def _response(mod: Any, error: ErrorCode, producer_id: int = -1, epoch: int = -1) -> Any:
     return make(
         mod.InitProducerIdResponse,
         throttle_time=0,
-        error_code=ErrorCode.none,
+        error_code=error,
         producer_id=producer_id,
-        producer_epoch=0,
+        producer_epoch=epoch,
     )

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from kpy_process import KpyProcess  # noqa: E402
 
-from clients.workload import PARTITIONS, by_partition, messages  # noqa: E402
+from clients.workload import PARTITIONS, assert_records_match, by_partition, messages  # noqa: E402
 
 TOPIC = "aiokafka-roundtrip"
 
@@ -66,13 +66,7 @@ async def round_trip(bootstrap: str) -> None:
                 batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 30)
                 for records in batch.values():
                     got.extend(records)
-            assert len(got) == len(expected[p])
-            for i, (want, rec) in enumerate(zip(expected[p], got, strict=True)):
-                assert rec.offset == i
-                assert rec.key == want.key
-                assert rec.value == want.value
-                assert tuple(rec.headers) == want.headers
-                assert rec.timestamp == want.timestamp and rec.timestamp_type == 0
+            assert_records_match(expected[p], got)
     finally:
         await consumer.stop()
 

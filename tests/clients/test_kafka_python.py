@@ -11,7 +11,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 from kpy_process import KpyProcess  # noqa: E402
 
-from clients.workload import PARTITIONS, by_partition, messages  # noqa: E402
+from clients.workload import PARTITIONS, assert_records_match, by_partition, messages  # noqa: E402
 
 TOPIC = "kafka-python-roundtrip"
 
@@ -62,12 +62,6 @@ def test_round_trip(kpy: KpyProcess) -> None:
                 idle = 0 if batch else idle + 1
                 for records in batch.values():
                     got.extend(records)
-            assert len(got) == len(expected[p])
-            for i, (want, rec) in enumerate(zip(expected[p], got, strict=True)):
-                assert rec.offset == i
-                assert rec.key == want.key
-                assert rec.value == want.value
-                assert tuple(rec.headers) == want.headers
-                assert rec.timestamp == want.timestamp and rec.timestamp_type == 0
+            assert_records_match(expected[p], got)
     finally:
         consumer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 COUNT = 10_000
 PARTITIONS = 3
@@ -52,3 +53,14 @@ def by_partition(msgs: list[Message]) -> dict[int, list[Message]]:
     for m in msgs:
         out[m.partition].append(m)
     return out
+
+
+def assert_records_match(expected: list[Message], got: list[Any]) -> None:
+    """Records of kafka-python or aiokafka (same attribute names) against what was sent."""
+    assert len(got) == len(expected)
+    for i, (want, rec) in enumerate(zip(expected, got, strict=True)):
+        assert rec.offset == i
+        assert rec.key == want.key
+        assert rec.value == want.value
+        assert tuple(rec.headers) == want.headers
+        assert rec.timestamp == want.timestamp and rec.timestamp_type == 0  # CreateTime
