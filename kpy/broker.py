@@ -19,7 +19,7 @@ import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy.config import BrokerConfig, Listener
-from kpy.handlers.registry import REGISTRY
+from kpy.handlers.registry import REGISTRY, CloseConnection
 from kpy.producer_ids import ProducerIdManager
 from kpy.protocol.messages import (
     API_VERSIONS_KEY,
@@ -238,7 +238,19 @@ class Broker:
                 f"v{reg.max_version})"
             )
         request = decode_request(header, frame)
-        response: Any = await reg.handler(ctx, request)
+        try:
+            response: Any = await reg.handler(ctx, request)
+        except CloseConnection:
+            raise
+        except Exception as e:
+            # A bug or an unforeseen failure: Kafka's handleError answers UNKNOWN_SERVER_ERROR
+            # (or closes the connection where the API has no response, as acks=0).
+            log.exception("%s v%d from %s failed", reg.name, header.api_version, peer)
+            if reg.error_response is None:
+                raise CloseConnection(f"{reg.name} failed: {e!r}") from e
+            response = reg.error_response(ctx, request, ErrorCode.unknown_server_error)
+            if response is None:
+                raise CloseConnection(f"{reg.name} failed: {e!r}") from e
         if response is None:
             return None
         return encode_response(header, response)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.handlers.registry import REGISTRY, handles
+from kpy.handlers.registry import REGISTRY, error_response, handles
 from kpy.protocol.messages import RequestHeader, make, response_type
 
 if TYPE_CHECKING:
@@ -50,6 +50,11 @@ def _response(version: int) -> Any:
 @handles(KEY, "ApiVersions", 0, 4)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     return _response(ctx.version)
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    return make(response_type(KEY, ctx.version), error_code=error, api_keys=(), throttle_time=0)
 
 
 def unsupported_version_response(header: RequestHeader) -> bytes:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.handlers.registry import handles
+from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import has_field, make, response_module
 
 if TYPE_CHECKING:
@@ -52,6 +52,13 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             _result(mod, topic.name, created.error, created.message, created.info, broker)
         )
     return make(mod.CreateTopicsResponse, throttle_time=0, topics=tuple(results))
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    mod = response_module(KEY, ctx.version)
+    results = tuple(_result(mod, t.name, error, None) for t in request.topics)
+    return make(mod.CreateTopicsResponse, throttle_time=0, topics=results)
 
 
 def _assignment_problem(topic: Any, node_id: int) -> tuple[ErrorCode, str] | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.handlers.registry import handles
+from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
 if TYPE_CHECKING:
@@ -62,6 +62,17 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             continue
         results.append(_result(mod, info.name, info.topic_id, ErrorCode.none))
     return make(mod.DeleteTopicsResponse, throttle_time=0, responses=tuple(results))
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    mod = response_module(KEY, ctx.version)
+    if ctx.version >= 6:
+        wanted = [(t.name, t.topic_id) for t in request.topics]
+    else:
+        wanted = [(name, None) for name in request.topic_names]
+    results = tuple(_result(mod, name, topic_id, error) for name, topic_id in wanted)
+    return make(mod.DeleteTopicsResponse, throttle_time=0, responses=results)
 
 
 def _result(

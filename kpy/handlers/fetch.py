@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from kio.schema.errors import ErrorCode
 
-from kpy.handlers.registry import handles
+from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.storage import errors as se
 from kpy.storage.log import Log
@@ -83,6 +83,28 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         mod.FetchResponse,
         throttle_time=0,
         error_code=ErrorCode.none,
+        session_id=0,
+        responses=tuple(responses),
+    )
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    mod = response_module(KEY, ctx.version)
+    read_committed = request.isolation_level == READ_COMMITTED
+    by_id = ctx.version >= 13
+    responses = []
+    for topic in request.topics:
+        partitions = tuple(
+            _partition(mod, p.partition, error, -1, -1, -1, read_committed, b"")
+            for p in topic.partitions
+        )
+        key = {"topic_id": topic.topic_id} if by_id else {"topic": topic.topic}
+        responses.append(make(mod.FetchableTopicResponse, partitions=partitions, **key))
+    return make(
+        mod.FetchResponse,
+        throttle_time=0,
+        error_code=error,
         session_id=0,
         responses=tuple(responses),
     )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from kio.schema.errors import ErrorCode
 
-from kpy.handlers.registry import handles
+from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
 if TYPE_CHECKING:
@@ -34,6 +34,11 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     async with ctx.broker.admin_lock:
         producer_id = await anyio.to_thread.run_sync(ctx.broker.producer_ids.generate)
     return _response(mod, ErrorCode.none, producer_id, 0)
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    return _response(response_module(KEY, ctx.version), error)
 
 
 def _response(mod: Any, error: ErrorCode, producer_id: int = -1, epoch: int = -1) -> Any:

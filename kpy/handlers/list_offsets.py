@@ -11,11 +11,12 @@ no such record the answer is offset -1 and timestamp -1, as Kafka gives it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.handlers.registry import handles
+from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
 if TYPE_CHECKING:
@@ -29,17 +30,31 @@ MIN_VERSION = {LATEST: 0, EARLIEST: 0, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATE
 
 @handles(KEY, "ListOffsets", 1, 10)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    seen = Counter((t.name, p.partition_index) for t in request.topics for p in t.partitions)
+
+    def lookup(topic: str, p: Any) -> tuple[ErrorCode, int, int]:
+        if seen[(topic, p.partition_index)] > 1:
+            return ErrorCode.invalid_request, -1, -1
+        return _lookup(ctx, topic, p)
+
+    return _respond(ctx, request, lookup)
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    return _respond(ctx, request, lambda topic, p: (error, -1, -1))
+
+
+def _respond(
+    ctx: RequestContext, request: Any, lookup: Callable[[str, Any], tuple[ErrorCode, int, int]]
+) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)
     topics = []
-    seen = Counter((t.name, p.partition_index) for t in request.topics for p in t.partitions)
     for topic in request.topics:
         partitions = []
         for p in topic.partitions:
-            if seen[(topic.name, p.partition_index)] > 1:
-                error, offset, timestamp = ErrorCode.invalid_request, -1, -1
-            else:
-                error, offset, timestamp = _lookup(ctx, topic.name, p)
+            error, offset, timestamp = lookup(topic.name, p)
             partitions.append(
                 make(
                     mod.ListOffsetsPartitionResponse,

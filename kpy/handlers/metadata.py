@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.handlers.registry import handles
+from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.topics import is_internal, name_error
 
@@ -104,6 +104,24 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         topics=tuple(topics),
         cluster_authorized_operations=NO_OPERATIONS,
         error_code=ErrorCode.none,
+    )
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    mod = response_module(KEY, ctx.version)
+    topics = tuple(
+        _topic_error(mod, t.name, getattr(t, "topic_id", None), error) for t in request.topics or ()
+    )
+    return make(
+        mod.MetadataResponse,
+        throttle_time=0,
+        brokers=(),
+        cluster_id=None,
+        controller_id=-1,
+        topics=topics,
+        cluster_authorized_operations=NO_OPERATIONS,
+        error_code=error,
     )
 
 

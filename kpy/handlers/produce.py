@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy.handlers.registry import CloseConnection, handles
+from kpy.handlers.registry import CloseConnection, error_response, handles
 from kpy.protocol import records as rb
 from kpy.protocol.compression import ZSTD
 from kpy.protocol.messages import make, response_module
@@ -33,17 +34,33 @@ KEY = 0
 
 @handles(KEY, "Produce", 3, 11, advertised_min=0)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    now_ms = int(time.time() * 1000)
+    return _respond(
+        ctx,
+        request,
+        lambda topic, part: _append(ctx, topic, part.index, part.records, request.acks, now_ms),
+    )
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    # None for acks=0: the connection closes, as Kafka does.
+    return _respond(ctx, request, lambda topic, part: (error, None, None))
+
+
+def _respond(
+    ctx: RequestContext,
+    request: Any,
+    append: Callable[[str, Any], tuple[ErrorCode, Any, str | None]],
+) -> Any:
     mod = response_module(KEY, ctx.version)
     acks = request.acks
-    now_ms = int(time.time() * 1000)
     topics = []
     failed: list[str] = []
     for topic in request.topic_data:
         partitions = []
         for part in topic.partition_data:
-            error, result, message = _append(
-                ctx, topic.name, part.index, part.records, acks, now_ms
-            )
+            error, result, message = append(topic.name, part)
             if error is not ErrorCode.none:
                 failed.append(f"{topic.name}-{part.index}: {error.name}")
             partitions.append(_partition_response(mod, part.index, error, result, message))

@@ -1,0 +1,96 @@
+"""When a handler fails unexpectedly, the broker answers as Kafka's handleError does: the API's
+error response with UNKNOWN_SERVER_ERROR, or a closed connection where there is no response.
+
+The failure is injected by swapping one registered handler for one that raises; the broker, its
+storage and the codec are the real ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from kio.schema.errors import ErrorCode
+from kio.schema.fetch.v11 import request as fr
+from kio.schema.produce.v9 import request as pr
+from kio.serial import entity_reader, entity_writer
+
+from kpy.broker import Broker
+from kpy.config import BrokerConfig
+from kpy.handlers.registry import REGISTRY, CloseConnection
+from kpy.protocol.messages import response_type
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(BrokerConfig.load(None, {"log.dirs": str(tmp_path)}))
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def failing(request: pytest.FixtureRequest) -> Iterator[None]:
+    key: int = request.param
+    saved = REGISTRY[key]
+
+    async def boom(ctx: Any, req: Any) -> Any:
+        raise RuntimeError("injected")
+
+    REGISTRY[key] = dataclasses.replace(saved, handler=boom)
+    yield
+    REGISTRY[key] = saved
+
+
+def frame(request: Any) -> bytes:
+    buf = io.BytesIO()
+    entity_writer(type(request))(buf, request)
+    header = struct.pack(">hhih", request.__api_key__, request.__version__, 9, 1) + b"t"
+    if request.__flexible__:
+        header += b"\x00"
+    return header + buf.getvalue()
+
+
+def decode(key: int, version: int, data: bytes, flexible: bool) -> Any:
+    return entity_reader(response_type(key, version))(data, 4 + (1 if flexible else 0))[0]
+
+
+@pytest.mark.parametrize("failing", [1], indirect=True)
+def test_failed_fetch_answers_unknown_server_error(broker: Broker, failing: None) -> None:
+    request = fr.FetchRequest(
+        max_wait=datetime.timedelta(0),
+        min_bytes=0,
+        topics=(
+            fr.FetchTopic(
+                topic="t",
+                partitions=(fr.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1),),
+            ),
+        ),
+        forgotten_topics_data=(),
+    )
+    out = anyio.run(broker.dispatch, frame(request), "test")
+    assert out is not None
+    response = decode(1, 11, out[4:], flexible=False)
+    assert response.error_code == ErrorCode.unknown_server_error
+    part = response.responses[0].partitions[0]
+    assert part.error_code == ErrorCode.unknown_server_error and part.records == b""
+
+
+@pytest.mark.parametrize("failing", [0], indirect=True)
+def test_failed_acks_zero_produce_closes_the_connection(broker: Broker, failing: None) -> None:
+    request = pr.ProduceRequest(
+        acks=0,
+        timeout=datetime.timedelta(seconds=1),
+        topic_data=(
+            pr.TopicProduceData(
+                name="t", partition_data=(pr.PartitionProduceData(index=0, records=b""),)
+            ),
+        ),
+    )
+    with pytest.raises(CloseConnection):
+        anyio.run(broker.dispatch, frame(request), "test")
