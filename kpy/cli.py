@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -39,8 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def raise_file_limit() -> None:
+    """Lift the soft open-file limit to the hard one: every segment keeps its .log open and
+    every connection is a descriptor, and 1024 (a common default) is soon reached. Kafka's
+    documentation asks operators for the same (100,000 or more)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    raise_file_limit()
     overrides = dict(args.override)
     if args.port is not None or args.host is not None:
         host = args.host or "127.0.0.1"
