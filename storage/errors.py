@@ -50,6 +50,20 @@ class InvalidTxnState(ProducerStateError):
     """A non-transactional write inside an open transaction (INVALID_TXN_STATE, 48)."""
 
 
+class KafkaStorageError(StorageError):
+    """The log cannot be used (KAFKA_STORAGE_ERROR, 56): it went offline after a failed write
+    could not be undone, or it was closed or deleted while a request still held it."""
+
+
+class LogOffline(KafkaStorageError):
+    """An append to a log that went offline: a failed write left bytes in a segment file that
+    could not be truncated away. Only a restart (which recovers the log) brings it back."""
+
+
+class LogClosed(KafkaStorageError):
+    """A read of a log that was closed or deleted (its files may be gone)."""
+
+
 class RecordTooLarge(StorageError):
     """A batch exceeds max.message.bytes (MESSAGE_TOO_LARGE, 10)."""
 

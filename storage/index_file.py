@@ -8,6 +8,9 @@ classes) is the only thing lookups touch. After a crash the file may lack the la
 end in a torn one; the length check (a multiple of the entry size) and the ordering checks of
 the owning index catch the latter, and the log rebuilds any index it cannot trust.
 
+The descriptor of an inactive segment's index is parked (closed, reopened only if a write,
+truncation or fsync needs it), so a log holds about one descriptor per segment, not three.
+
 Thread use: only the event loop thread writes. The index classes read their in-memory arrays,
 never the file, so readers on a worker thread do not touch this object.
 """
@@ -21,36 +24,70 @@ from pathlib import Path
 
 
 class IndexFile:
-    """An append-only file of fixed-size entries, opened with O_APPEND."""
+    """An append-only file of fixed-size entries, opened with O_APPEND.
 
-    __slots__ = ("_fd", "entry_size", "path")
+    The descriptor can be parked (closed while the file stays in use): an inactive segment's
+    indexes are only ever read from memory, so they need no descriptor, and a log with many
+    segments would otherwise hold two per segment for nothing. A write or truncation reopens the
+    file; ``flush`` of a parked file with unsynced writes opens it just for the fsync. ``close``
+    is final.
+    """
+
+    __slots__ = ("_dirty", "_fd", "_released", "entry_size", "path")
 
     def __init__(self, path: Path, entry_size: int) -> None:
         self.path = path
         self.entry_size = entry_size
+        self._released = False
+        self._dirty = False  # written or truncated since the last fsync
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
 
+    def _writable_fd(self) -> int:
+        if self._fd < 0:
+            if self._released:
+                raise ValueError(f"{self.path}: index file is closed")
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        return self._fd
+
     def read_all(self) -> bytes:
-        size = os.fstat(self._fd).st_size
-        return os.pread(self._fd, size, 0) if size else b""
+        fd = self._writable_fd()
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size, 0) if size else b""
 
     def append(self, data: bytes) -> None:
+        fd = self._writable_fd()
+        self._dirty = True
         view = memoryview(data)
         while view:
-            written = os.write(self._fd, view)
+            written = os.write(fd, view)
             view = view[written:]
 
     def truncate_entries(self, entries: int) -> None:
-        os.ftruncate(self._fd, entries * self.entry_size)
+        fd = self._writable_fd()
+        self._dirty = True
+        os.ftruncate(fd, entries * self.entry_size)
 
     def flush(self) -> None:
-        os.fsync(self._fd)
+        if self._fd >= 0:
+            os.fsync(self._fd)
+        elif self._dirty and not self._released:  # parked before its writes were synced
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._dirty = False
 
-    def close(self) -> None:
-        """Release the descriptor (no fsync: call ``flush`` first for durability). Idempotent."""
+    def park(self) -> None:
+        """Close the descriptor until the next write, truncation or flush needs it."""
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
+
+    def close(self) -> None:
+        """Release the descriptor for good (no fsync: call ``flush`` first). Idempotent."""
+        self._released = True
+        self.park()
 
     def delete(self) -> None:
         self.close()
@@ -58,7 +95,12 @@ class IndexFile:
 
     @property
     def closed(self) -> bool:
-        return self._fd < 0
+        """Closed for good (a parked file is not closed)."""
+        return self._released
+
+    @property
+    def has_fd(self) -> bool:
+        return self._fd >= 0
 
 
 class AbstractIndex:
@@ -97,6 +139,14 @@ class AbstractIndex:
     def reset(self) -> None:
         self._truncate_entries(0)
 
+    def truncate_to_entries(self, keep: int) -> None:
+        """Keep the first ``keep`` entries, and cut the file to exactly their bytes even when the
+        arrays already hold no more (a failed append may have left part of an entry there)."""
+        searched, other = self._columns
+        del searched[keep:]
+        del other[keep:]
+        self._file.truncate_entries(keep)
+
     def _truncate_entries(self, keep: int) -> None:
         if keep >= len(self._offsets):
             return
@@ -107,6 +157,14 @@ class AbstractIndex:
 
     def flush(self) -> None:
         self._file.flush()
+
+    def park(self) -> None:
+        """Release the descriptor until a write needs it again (see IndexFile)."""
+        self._file.park()
+
+    @property
+    def has_fd(self) -> bool:
+        return self._file.has_fd
 
     def close(self) -> None:
         """Close the file. Entries are plain writes, so there is nothing to finalize first."""

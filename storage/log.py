@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,7 +21,14 @@ from kpy.protocol.records import (
     set_partition_leader_epoch,
 )
 from kpy.storage.config import CREATE_TIME, LOG_APPEND_TIME, LogConfig
-from kpy.storage.errors import OffsetOutOfRange, RecordBatchTooLarge, RecordTooLarge
+from kpy.storage.errors import (
+    LogClosed,
+    LogOffline,
+    OffsetOutOfRange,
+    RecordBatchTooLarge,
+    RecordTooLarge,
+)
+from kpy.storage.files import fsync_dir
 from kpy.storage.producer_state import (
     SNAPSHOT_SUFFIX,
     AppendOrigin,
@@ -71,13 +79,27 @@ class Log:
     ``abandon``.
     ``read``, ``offset_for_timestamp`` and ``max_timestamp`` may run on a worker thread while an
     append runs: they take the segment tuple (replaced, never mutated, on roll) and each
-    segment's size once, and read below those with ``os.pread``.
+    segment's size once, and read below those with ``os.pread``. They also register as readers
+    (a counter under a lock held only to change it): ``close``, ``abandon`` and ``delete`` mark
+    the log closed at once, but the descriptors are closed only when the last reader leaves, so
+    a reader never preads a closed (or reused) descriptor. A read that starts after that raises
+    LogClosed.
+
+    Failed writes: a segment undoes a failed append (see segment.py), so the log stays as it
+    was. If undoing fails the log goes offline: every later append raises LogOffline, ``close``
+    only releases the files (no snapshot, no fsync, the recovery point stays), and LogManager
+    does not write its clean shutdown marker, so the next start recovers the log.
 
     After a crash (``clean_shutdown=False``): segments from the one holding ``recovery_point``
     onward are recovered (every batch validated; the first bad or torn batch and everything
-    after it, including later segments, is dropped), as Kafka's LogLoader does. After a clean
-    shutdown only the index sanity checks run, and the active segment's tail is scanned from its
-    last index entry (a torn tail found there still triggers recovery of that segment).
+    after it, including later segments, is dropped), as Kafka's LogLoader does; a segment that
+    ends cleanly before the next one's base offset leaves a gap that reads step over.
+    Segments below it are trusted: one whose index is missing or insane gets its index rebuilt
+    (which truncates it at a bad batch, if any) and nothing else, leaving a gap in the offsets
+    that reads step over. After a clean shutdown only the index sanity checks run, and the
+    active segment's tail is scanned from its last index entry (a torn tail found there still
+    triggers recovery of that segment). Whatever open rebuilds is fsynced, and the directory is
+    fsynced after files are deleted.
     """
 
     def __init__(
@@ -106,6 +128,15 @@ class Log:
         self.truncated_bytes = 0
         self.deleted_segments = 0
         self._closed = False
+        self._offline = False
+        # Readers inside read/offset_for_timestamp/max_timestamp; the descriptors are released
+        # by whoever leaves last once the log is closed (``_release_pending``).
+        self._reader_lock = threading.Lock()
+        self._readers = 0
+        self._release_pending = False
+        # A segment file was created since the directory was last fsynced (Kafka's
+        # LocalLog.flush fsyncs the directory when it flushes a new segment).
+        self._dir_dirty = False
 
     # --- Opening and recovery ---
 
@@ -123,7 +154,7 @@ class Log:
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         config = config or LogConfig()
-        bases = cls._clean_directory(directory)
+        bases, removed_files = cls._clean_directory(directory)
         segments: list[LogSegment] = []
         try:
             return cls._load(
@@ -131,6 +162,7 @@ class Log:
                 config,
                 bases,
                 segments,
+                removed_files=removed_files,
                 recovery_point=recovery_point,
                 clean_shutdown=clean_shutdown,
                 now_ms=now_ms,
@@ -148,43 +180,57 @@ class Log:
         bases: list[int],
         segments: list[LogSegment],
         *,
+        removed_files: int,
         recovery_point: int,
         clean_shutdown: bool,
         now_ms: int,
         log_start_offset: int,
     ) -> Log:
-        """The body of ``open``; ``segments`` (filled in here) is what to release if it fails."""
-        rebuilt = truncated = 0
-        deleted = 0
+        """The body of ``open``; ``segments`` (filled in here) is what to release if it fails.
+        ``removed_files``: how many stray files ``_clean_directory`` deleted."""
+        rebuilt = truncated = deleted = 0
+        # Segments before ``first`` hold only flushed offsets: trusted, at most re-indexed.
+        first = max(bisect_right(bases, recovery_point) - 1, 0)
+        last = len(bases) - 1
         for i, base in enumerate(bases):
             segment = cls._open_segment(directory, base, config, now_ms)
             segments.append(segment)
-            if segment.needs_recovery:  # missing or insane index: rebuild (validates too)
-                cut = segment.recover()
-                truncated += cut
-                rebuilt += 1
-                if cut and not clean_shutdown:  # a torn segment: nothing after it is trusted
-                    for later in bases[i + 1 :]:
-                        cls._open_segment(directory, later, config, now_ms).delete()
-                        deleted += 1
-                    break
-        if not segments:
+            if clean_shutdown or i < first:
+                if segment.needs_recovery:  # missing or insane index: rebuild (validates too)
+                    truncated += segment.recover()
+                    segment.flush()
+                    rebuilt += 1
+                if i < last:
+                    segment.park_indexes()
+            # else: recovered below, which rebuilds the indexes anyway
+        created = not segments
+        if created:
             segments.append(cls._open_segment(directory, log_start_offset, config, now_ms))
 
         recovered = 0
         if not clean_shutdown:
-            first = max(bisect_right([s.base_offset for s in segments], recovery_point) - 1, 0)
-            for i in range(first, len(segments)):
-                cut = segments[i].recover()
-                segments[i].flush()
+            i = first
+            while i < len(segments):
+                segment = segments[i]
+                if segment.needs_recovery:
+                    rebuilt += 1
+                cut = segment.recover()
+                segment.flush()
                 recovered += 1
+                truncated += cut
+                if i + 1 == len(segments):
+                    break
                 if cut:
-                    truncated += cut
+                    # Torn or corrupt: nothing after it is trusted (Kafka's recoverLog). A
+                    # segment that merely ends before the next one's base offset is kept, as
+                    # in Kafka (compaction leaves such gaps); reads step over the gap.
                     for stale in segments[i + 1 :]:
                         stale.delete()
                         deleted += 1
                     del segments[i + 1 :]
                     break
+                segment.park_indexes()
+                i += 1
         active = segments[-1]
         active.load_tail()
         if active.needs_recovery:  # torn tail despite a clean shutdown marker
@@ -207,12 +253,17 @@ class Log:
         log.rebuilt_indexes = rebuilt
         log.truncated_bytes = truncated
         log.deleted_segments = deleted
-        log._rebuild_producer_state()
+        removed_snapshots = log._rebuild_producer_state()
+        if deleted or removed_snapshots or removed_files:
+            fsync_dir(directory)  # make the deletions durable before anything builds on them
+        log._dir_dirty = created
         return log
 
     @staticmethod
-    def _clean_directory(directory: Path) -> list[int]:
-        """Delete stray files, return the sorted base offsets of the segments present."""
+    def _clean_directory(directory: Path) -> tuple[list[int], int]:
+        """Delete stray files; return the sorted base offsets of the segments present and the
+        number of files deleted."""
+        removed = 0
         bases: list[int] = []
         index_stems: list[tuple[str, Path]] = []
         for entry in directory.iterdir():
@@ -220,6 +271,7 @@ class Log:
             if name.endswith(STRAY_SUFFIXES):
                 if entry.is_file():
                     entry.unlink()
+                    removed += 1
                 continue
             stem, dot, suffix = name.partition(".")
             if not (dot and stem.isdigit() and len(stem) == 20):
@@ -232,7 +284,8 @@ class Log:
         for stem, entry in index_stems:
             if stem not in have:  # an index without its log
                 entry.unlink()
-        return sorted(bases)
+                removed += 1
+        return sorted(bases), removed
 
     @staticmethod
     def _open_segment(directory: Path, base: int, config: LogConfig, now_ms: int) -> LogSegment:
@@ -244,15 +297,18 @@ class Log:
             now_ms=now_ms,
         )
 
-    def _rebuild_producer_state(self) -> None:
+    def _rebuild_producer_state(self) -> int:
+        """Load the newest usable snapshot and replay the batches after it; returns how many
+        snapshot files were deleted on the way."""
         state = self.producer_state
-        state.truncate_and_reload(self.log_start_offset, self.log_end_offset)
+        removed = state.truncate_and_reload(self.log_start_offset, self.log_end_offset)
         for segment, pos, header in self._batches_from(state.map_end_offset):
             marker = None
             if header.is_control and header.producer_id >= 0:
                 marker = self._read_marker(segment, pos, header)
             state.replay(header, marker)
         state.map_end_offset = self.log_end_offset
+        return removed
 
     @staticmethod
     def _read_marker(segment: LogSegment, pos: int, header: BatchHeader) -> ControlMarker | None:
@@ -312,7 +368,12 @@ class Log:
         nothing is written. Otherwise the batches get offsets from ``log_end_offset`` on (patched
         into ``batches`` in place), LogAppendTime timestamps if asked (None: the topic's
         message.timestamp.type decides), and ``leader_epoch`` if given.
+
+        If the write fails (OSError) the log is left as before the call. Raises LogOffline if the
+        failed write could not be undone, and on every call after that.
         """
+        if self._offline:
+            raise LogOffline(f"{self.dir}: the log is offline after a failed write")
         if not headers:
             raise ValueError("append needs at least one batch")
         if origin is AppendOrigin.CLIENT:
@@ -372,7 +433,11 @@ class Log:
             len(batches), now_ms, self.config, max_timestamp=max_timestamp, max_offset=last_offset
         ):
             segment = self.roll(now_ms)
-        segment.append(batches)
+        try:
+            segment.append(batches)
+        except LogOffline:
+            self._offline = True
+            raise
         self.log_end_offset = last_offset + 1
         self.producer_state.apply(analysis, self.log_end_offset)
         return AppendResult(
@@ -404,6 +469,7 @@ class Log:
         if new.size:  # a leftover file at that name (Kafka deletes it too)
             new.delete()
             new = self._open_segment(self.dir, self.log_end_offset, self.config, now_ms)
+        self._dir_dirty = True
         segments, bases = self._view
         self._view = ((*segments, new), (*bases, new.base_offset))
         return new
@@ -416,34 +482,50 @@ class Log:
                 f"offset {offset} is outside [{self.log_start_offset}, {self.log_end_offset}]"
             )
 
+    def _enter(self) -> None:
+        with self._reader_lock:
+            if self._closed:
+                raise LogClosed(f"{self.dir}: the log is closed")
+            self._readers += 1
+
+    def _leave(self) -> None:
+        with self._reader_lock:
+            self._readers -= 1
+            release = self._release_pending and not self._readers
+            if release:
+                self._release_pending = False
+        if release:
+            _abandon_all(self._segments)
+
     def read(self, offset: int, max_bytes: int, *, min_one: bool = True) -> bytes:
         """Whole batches from the one containing ``offset``, up to ``max_bytes`` in total.
 
-        Continues into later segments while space remains. With ``min_one`` the first batch is
+        Continues into later segments while space remains, stepping over segments (and gaps in
+        the offsets) that hold nothing at or after ``offset``. With ``min_one`` the first batch is
         returned even if larger than ``max_bytes``. Raises OffsetOutOfRange outside
-        [log_start_offset, log_end_offset]; at the log end offset returns b"".
+        [log_start_offset, log_end_offset] and LogClosed once the log is closed or deleted; at
+        the log end offset returns b"".
         """
-        self._check_offset(offset)
-        segments, bases = self._view
-        i = max(bisect_right(bases, offset) - 1, 0)
-        out: list[bytes] = []
-        remaining = max_bytes
-        for j in range(i, len(segments)):
-            if j > i and offset < bases[j]:
-                break  # the previous segment still holds batches that did not fit
-            result = segments[j].read_with_next_offset(
-                offset, remaining, min_one=min_one and not out
-            )
-            if result is None:
-                continue
-            data, offset = result
-            if not data:
-                break
-            out.append(data)
-            remaining -= len(data)
-            if remaining <= 0:
-                break
-        return b"".join(out)
+        self._enter()
+        try:
+            self._check_offset(offset)
+            segments, bases = self._view
+            out: list[bytes] = []
+            remaining = max_bytes
+            for segment in segments[max(bisect_right(bases, offset) - 1, 0) :]:
+                result = segment.read_to_end(offset, remaining, min_one=min_one and not out)
+                if result is None:
+                    continue  # nothing at or after ``offset`` here: try the next segment
+                data, offset, to_end = result
+                if not data:
+                    break  # the next batch does not fit
+                out.append(data)
+                remaining -= len(data)
+                if remaining <= 0 or not to_end:
+                    break  # full, or this segment still holds batches that did not fit
+            return b"".join(out)
+        finally:
+            self._leave()
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with timestamp >= ``timestamp``, or None.
@@ -457,11 +539,15 @@ class Log:
             return self.log_end_offset, -1
         if timestamp == MAX_TIMESTAMP:
             return self.max_timestamp()
-        start = self.log_start_offset
-        for segment in self._segments:
-            if segment.max_timestamp_so_far()[0] >= timestamp:
-                return segment.find_offset_by_timestamp(timestamp, start)
-        return None
+        self._enter()
+        try:
+            start = self.log_start_offset
+            for segment in self._segments:
+                if segment.max_timestamp_so_far()[0] >= timestamp:
+                    return segment.find_offset_by_timestamp(timestamp, start)
+            return None
+        finally:
+            self._leave()
 
     def earliest_offset(self) -> int:
         return self.log_start_offset
@@ -471,21 +557,25 @@ class Log:
 
     def max_timestamp(self) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record carrying the log's largest timestamp."""
-        best: LogSegment | None = None
-        best_ts = -1
-        for segment in self._segments:
-            if segment.size == 0:
-                continue
-            ts = segment.max_timestamp_so_far()[0]
-            if best is None or ts > best_ts:
-                best, best_ts = segment, ts
-        return best.find_max_timestamp() if best is not None else None
+        self._enter()
+        try:
+            best: LogSegment | None = None
+            best_ts = -1
+            for segment in self._segments:
+                ts = segment.max_timestamp_so_far()[0]  # before the size: see segment.py
+                if segment.size == 0:
+                    continue
+                if best is None or ts > best_ts:
+                    best, best_ts = segment, ts
+            return best.find_max_timestamp() if best is not None else None
+        finally:
+            self._leave()
 
     # --- Durability and lifecycle (event loop thread) ---
 
     def flush(self, up_to: int | None = None) -> None:
-        """fsync segments holding offsets below ``up_to`` (default: all) and advance
-        ``recovery_point`` to it."""
+        """fsync segments holding offsets below ``up_to`` (default: all), and the directory if
+        segments were created since it was last fsynced; advance ``recovery_point`` to it."""
         end = self.log_end_offset
         target = end if up_to is None else min(up_to, end)
         if target <= self.recovery_point:
@@ -496,22 +586,32 @@ class Log:
             if segment.base_offset >= target:
                 break
             segment.flush()
+        self._flush_dir()
         self.recovery_point = target
+
+    def _flush_dir(self) -> None:
+        """fsync the directory if a segment file was created since it was last fsynced."""
+        if self._dir_dirty:
+            fsync_dir(self.dir)
+            self._dir_dirty = False
 
     def close(self) -> None:
         """Snapshot producer state, write final time index entries, fsync, close files.
 
         If any of that fails, the files not yet closed are abandoned (see ``abandon``) before the
-        error propagates, so no descriptor outlives the call.
+        error propagates, so no descriptor outlives the call (or the last reader, see the class
+        docstring). An offline log is only abandoned: its files hold bytes past the log end.
         """
         if self._closed:
             return
         try:
-            self.producer_state.map_end_offset = self.log_end_offset
-            self.producer_state.take_snapshot()
-            for segment in self._segments:
-                segment.close()
-            self.recovery_point = self.log_end_offset
+            if not self._offline:
+                self.producer_state.map_end_offset = self.log_end_offset
+                self.producer_state.take_snapshot()
+                for segment in self._segments:
+                    segment.finish()
+                self._flush_dir()
+                self.recovery_point = self.log_end_offset
         finally:
             self.abandon()
 
@@ -521,21 +621,29 @@ class Log:
 
         For crash simulation (a test abandons a log, damages its files and reopens the directory,
         which then recovers as after a real crash) and for releasing the file descriptors after a
-        failure. ``recovery_point`` is left as is. Idempotent; a no-op after ``close``.
+        failure. ``recovery_point`` is left as is. Idempotent; a no-op after ``close``. With a
+        reader inside (on a worker thread), the descriptors are closed when it leaves.
         """
-        self._closed = True
+        with self._reader_lock:
+            self._closed = True
+            if self._readers:
+                self._release_pending = True
+                return
         _abandon_all(self._segments)
 
     def delete(self) -> None:
-        """Close without snapshots and remove the directory (renamed to ``*-delete`` first)."""
-        try:
-            for segment in self._segments:
-                segment.delete()
-        finally:
-            self.abandon()
+        """Close without snapshots and remove the directory (renamed to ``*-delete`` first).
+
+        A reader still inside keeps the (now unlinked) files open until it leaves."""
+        self.abandon()
         doomed = self.dir.with_name(f"{self.dir.name}.{uuid.uuid4().hex}-delete")
         os.rename(self.dir, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+
+    @property
+    def offline(self) -> bool:
+        """A failed write could not be undone; see the class docstring."""
+        return self._offline
 
     @property
     def closed(self) -> bool:

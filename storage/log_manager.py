@@ -28,17 +28,24 @@ Changing kpy-topics.json:
     1. Add fields with a default, so an older file still loads; readers ignore unknown fields.
     2. Anything else (renaming, changing a meaning): bump "version", keep a reader for the old
        version here, and write only the new one.
-    3. The file is the commit point of create_topic and delete_topic: write it before creating
-       partition directories and before removing them, so a crash in between is repaired at
-       open (missing directories are created; directories of unknown topics are left alone
-       and logged; a directory whose partition.metadata names another topic id is deleted).
+    3. The file is the commit point of create_topic and delete_topic. create_topic writes it
+       after creating (and opening) the partition directories, delete_topic before removing
+       them, so a crash in between is repaired at open (directories of unknown topics are left
+       alone and logged; missing directories are created; a directory whose partition.metadata
+       names another topic id is deleted, as when the same name is created again).
 
 Every file above is written atomically: to ``<name>.tmp``, fsync, rename, fsync the directory.
 
-Threads: the event loop thread only. Logs it hands out may be read from worker threads (log.py).
+Threads: the event loop thread, except ``create_topic`` and ``checkpoint``, which the broker runs
+on a worker thread (one at a time, under its admin lock). ``create_topic`` opens every log
+first and then publishes the topic by replacing ``_logs``, ``_topics`` and ``_by_id`` with new
+dicts, so the event loop never sees a topic without its logs nor a dict changing under an
+iteration. Logs it hands out may be read from worker threads (log.py).
 
 After a crash: no clean shutdown marker at open, so each log recovers from its checkpointed
 recovery point (0 if the checkpoint lacks it); checkpoints are rewritten right after opening.
+``close`` writes no marker while any log is offline (a failed write it could not undo), so that
+log is recovered at the next start.
 """
 
 from __future__ import annotations
@@ -301,10 +308,12 @@ class LogManager:
             raise InconsistentMetadata(f"{path}: unsupported version {obj.get('version')}")
         return [TopicInfo.from_json(t) for t in obj.get("topics", [])]
 
-    def _write_topics_file(self) -> None:
+    def _write_topics_file(self, topics: Mapping[str, TopicInfo] | None = None) -> None:
+        """Write ``topics`` (default: the registered ones) to kpy-topics.json."""
+        values = (self._topics if topics is None else topics).values()
         obj = {
             "version": TOPICS_FILE_VERSION,
-            "topics": [t.to_json() for t in sorted(self._topics.values(), key=lambda t: t.name)],
+            "topics": [t.to_json() for t in sorted(values, key=lambda t: t.name)],
         }
         write_atomic(self.data_dir / TOPICS_FILE, json.dumps(obj, indent=1).encode("utf-8"))
 
@@ -322,8 +331,8 @@ class LogManager:
                 log.warning("ignoring directory %s: no such partition in %s", entry, TOPICS_FILE)
 
     def _add_topic(self, info: TopicInfo) -> None:
-        self._topics[info.name] = info
-        self._by_id[info.topic_id] = info
+        self._topics = {**self._topics, info.name: info}
+        self._by_id = {**self._by_id, info.topic_id: info}
 
     def partition_dir(self, topic: str, partition: int) -> Path:
         return self.data_dir / f"{topic}-{partition}"
@@ -333,6 +342,7 @@ class LogManager:
         info: TopicInfo,
         partition: int,
         *,
+        config: LogConfig | None = None,
         recovery_point: int,
         log_start_offset: int,
         clean: bool,
@@ -356,7 +366,7 @@ class LogManager:
             fsync_dir(self.data_dir)
         return Log.open(
             directory,
-            self.topic_config(info.name),
+            config or self.topic_config(info.name),
             recovery_point=recovery_point,
             clean_shutdown=clean,
             now_ms=now_ms,
@@ -387,7 +397,12 @@ class LogManager:
         now_ms: int | None = None,
     ) -> TopicInfo:
         """Create a topic and its partition logs. Raises InvalidTopic, TopicExists,
-        InvalidPartitions, InvalidConfig; nothing is written when it raises."""
+        InvalidPartitions, InvalidConfig; nothing is written when it raises.
+
+        Opens every log and writes kpy-topics.json before the topic becomes visible (``topic``,
+        ``get_log``): it may run on a worker thread while the event loop serves requests. If
+        opening a log or writing the file fails, the logs opened so far are deleted and the
+        topic is not created."""
         validate_topic_name(name)
         if name in self._topics:
             raise TopicExists(f"topic {name!r} already exists")
@@ -398,19 +413,49 @@ class LogManager:
         if partitions < 1:
             raise InvalidPartitions(f"partition count {partitions} is below 1")
         overrides = dict(configs or {})
-        LogConfig.from_properties(overrides, base=self.default_config)  # validate
+        config = LogConfig.from_properties(overrides, base=self.default_config)  # validates
         topic_id = random_kafka_uuid()
         while topic_id in self._by_id:
             topic_id = random_kafka_uuid()
         info = TopicInfo(name, topic_id, partitions, overrides)
-        self._add_topic(info)
-        self._write_topics_file()
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        for partition in range(partitions):
-            self._logs[(name, partition)] = self._open_log(
-                info, partition, recovery_point=0, log_start_offset=0, clean=True, now_ms=now
-            )
+        opened: dict[TopicPartition, Log] = {}
+        try:
+            for partition in range(partitions):
+                opened[(name, partition)] = self._open_log(
+                    info,
+                    partition,
+                    config=config,
+                    recovery_point=0,
+                    log_start_offset=0,
+                    clean=True,
+                    now_ms=now,
+                )
+            self._write_topics_file({**self._topics, name: info})
+        except BaseException:  # not created: remove the directories made so far
+            with ExitStack() as stack:
+                for partition in range(partitions):
+                    stack.callback(self._discard_partition, info, partition, opened)
+            raise
+        # Publish: whole new dicts, so a reader on the event loop sees all or nothing.
+        self._logs = {**self._logs, **opened}
+        self._by_id = {**self._by_id, topic_id: info}
+        self._topics = {**self._topics, name: info}
         return info
+
+    def _discard_partition(
+        self, info: TopicInfo, partition: int, opened: Mapping[TopicPartition, Log]
+    ) -> None:
+        """Delete a partition of a topic whose creation failed (its log if it was opened)."""
+        partition_log = opened.get((info.name, partition))
+        if partition_log is not None:
+            partition_log.delete()
+            return
+        directory = self.partition_dir(info.name, partition)
+        metadata = directory / PARTITION_METADATA
+        expected = f"version: 0\ntopic_id: {uuid_to_kafka(info.topic_id)}"
+        if metadata.exists() and metadata.read_text("utf-8").strip() == expected:
+            shutil.rmtree(directory, ignore_errors=True)
 
     def create_partitions(self, name: str, total: int, *, now_ms: int | None = None) -> TopicInfo:
         """Grow a topic to ``total`` partitions (CreatePartitions)."""
@@ -424,9 +469,10 @@ class LogManager:
         self._write_topics_file()
         now = int(time.time() * 1000) if now_ms is None else now_ms
         for partition in range(info.partitions, total):
-            self._logs[(name, partition)] = self._open_log(
+            opened = self._open_log(
                 grown, partition, recovery_point=0, log_start_offset=0, clean=True, now_ms=now
             )
+            self._logs = {**self._logs, (name, partition): opened}
         return grown
 
     def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo:
@@ -444,15 +490,17 @@ class LogManager:
 
     def delete_topic(self, name: str) -> TopicInfo:
         """Forget a topic and delete its partition directories (via Kafka's ``-delete`` rename)."""
-        info = self._topics.pop(name, None)
+        info = self._topics.get(name)
         if info is None:
             raise UnknownTopic(f"unknown topic {name!r}")
-        del self._by_id[info.topic_id]
+        # New dicts, not changed in place: ``checkpoint`` may be iterating on a worker thread.
+        self._topics = {k: v for k, v in self._topics.items() if k != name}
+        self._by_id = {k: v for k, v in self._by_id.items() if k != info.topic_id}
         self._write_topics_file()
-        for partition in range(info.partitions):
-            partition_log = self._logs.pop((name, partition), None)
-            if partition_log is not None:
-                partition_log.delete()
+        doomed = [lg for (topic, _), lg in self._logs.items() if topic == name]
+        self._logs = {tp: lg for tp, lg in self._logs.items() if tp[0] != name}
+        for partition_log in doomed:
+            partition_log.delete()
         fsync_dir(self.data_dir)
         self._write_checkpoints()
         return info
@@ -485,7 +533,8 @@ class LogManager:
         self._write_checkpoints()
 
     def close(self) -> None:
-        """Close every log (producer snapshots, fsync), write checkpoints and the clean marker.
+        """Close every log (producer snapshots, fsync), write checkpoints and the clean marker
+        (not if a log is offline: it must be recovered at the next start).
 
         If any of that fails, the logs not yet closed are abandoned (see ``abandon``) before the
         error propagates; the clean shutdown marker is then not written.
@@ -496,7 +545,11 @@ class LogManager:
             for partition_log in self._logs.values():
                 partition_log.close()
             self._write_checkpoints()
-            write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+            offline = sorted(tp for tp, lg in self._logs.items() if lg.offline)
+            if offline:
+                log.error("not writing %s: offline logs %s", CLEAN_SHUTDOWN_FILE, offline)
+            else:
+                write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
         finally:
             self.abandon()
 

@@ -458,13 +458,16 @@ class ProducerStateManager:
             snapshot_path(self.directory, offset).unlink(missing_ok=True)
         return path
 
-    def truncate_and_reload(self, log_start_offset: int, log_end_offset: int) -> None:
+    def truncate_and_reload(self, log_start_offset: int, log_end_offset: int) -> int:
         """Drop snapshots above the log end, load the newest good one (or start empty).
 
         Afterwards ``map_end_offset`` says where the caller must start replaying batches.
+        Returns the number of files deleted (the caller fsyncs the directory if any).
         """
+        removed = 0
         for tmp in self.directory.glob("*" + SNAPSHOT_SUFFIX + ".tmp"):
             tmp.unlink(missing_ok=True)
+            removed += 1
         self.producers = {}
         self.loaded_snapshot_offset = None
         self.map_end_offset = log_start_offset
@@ -472,6 +475,7 @@ class ProducerStateManager:
             path = snapshot_path(self.directory, offset)
             if offset > log_end_offset:
                 path.unlink(missing_ok=True)
+                removed += 1
                 continue
             if offset < log_start_offset:
                 break
@@ -479,11 +483,13 @@ class ProducerStateManager:
                 entries = decode_snapshot(path.read_bytes())
             except CorruptSnapshot:
                 path.unlink(missing_ok=True)
+                removed += 1
                 continue
             self.producers = {e.producer_id: e for e in entries}
             self.loaded_snapshot_offset = offset
             self.map_end_offset = offset
             break
+        return removed
 
     def delete_snapshots(self) -> None:
         for offset in list_snapshot_offsets(self.directory):

@@ -21,7 +21,7 @@ from kpy.protocol.records import (
     validate_batches,
 )
 from kpy.storage.config import LogConfig
-from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow
+from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, LogOffline
 from kpy.storage.offset_index import DEFAULT_MAX_INDEX_SIZE, OffsetIndex
 from kpy.storage.time_index import NO_TIMESTAMP, TimeIndex
 
@@ -66,12 +66,23 @@ class LogSegment:
     indexes come out identical); the time index tracks the running maximum timestamp. No
     preallocation: the .log size is the data size.
 
+    Descriptors: the .log stays open for the segment's life (reads need it); the two indexes are
+    parked (descriptor closed, see index_file.py) once the segment becomes inactive, and
+    reopened only if a recovery, truncation or fsync needs them.
+
     Threads: one writer, the event loop thread (``append``, ``recover``, ``flush``, ``close``).
     ``read``, ``find_offset_by_timestamp`` and ``find_max_timestamp`` may run on a worker thread
     concurrently with an append: they use ``os.pread`` (no shared file position) and never look
     past the ``size`` they read when they start; ``append`` publishes the new size only after
-    the bytes are written. Closing or deleting a segment while a reader is inside it is the
-    caller's problem (the reader gets an OSError).
+    the bytes are written, and the new max timestamp only after the size (readers take the max
+    timestamp before the size, so the batch holding it is always within the size they see).
+    Closing or deleting a segment while a reader is inside it is the caller's problem: Log
+    counts its readers and defers closing the descriptors until the last one leaves.
+
+    A failed append (ENOSPC, EIO, part of a batch written) is undone: the .log and both indexes
+    are truncated back to where the append started, so the file never holds bytes the size does
+    not cover. If that truncation fails too, ``append`` raises LogOffline and the caller must
+    stop writing (Log marks itself offline; a restart recovers the segment).
 
     After a crash: the .log may end in a torn batch, and anything after the last fsync may be
     garbage; the indexes may be short, torn or stale. ``recover`` validates every batch (CRC and
@@ -166,12 +177,7 @@ class LogSegment:
         tail), or when the time index names an offset past the last batch.
         """
         size = self._size
-        _, position = self.offset_index.lookup(self.offset_index.last_offset)
-        next_offset = self.base_offset
-        end = position
-        for pos, header in self._iter_batches(position, size):
-            next_offset = header.next_offset
-            end = pos + header.size
+        next_offset, end, tail_max = self._scan_tail(size)
         if end != size:
             self.needs_recovery = True
         self._next_offset = next_offset
@@ -179,24 +185,45 @@ class LogSegment:
             self.time_index.sanity_check(next_offset)
         except CorruptIndex:
             self._reset_indexes()
-        self._max_timestamp = None
-        self.max_timestamp_so_far()
+        self._max_timestamp = self._merge_time_index(tail_max)
+
+    def _scan_tail(self, size: int) -> tuple[int, int, tuple[int, int]]:
+        """Scan the batches from the last offset index entry to ``size``: (next offset, position
+        where the scan stopped, (max timestamp, its first batch's last offset) among them).
+
+        Every batch before that entry is reflected in the time index (an offset index entry is
+        always added together with a time index entry for the max timestamp so far)."""
+        _, position = self.offset_index.lookup(self.offset_index.last_offset)
+        next_offset = self.base_offset
+        end = position
+        best = (NO_TIMESTAMP, self.base_offset)
+        for pos, header in self._iter_batches(position, size):
+            next_offset = header.next_offset
+            end = pos + header.size
+            if header.max_timestamp > best[0]:
+                best = (header.max_timestamp, header.last_offset)
+        return next_offset, end, best
+
+    def _merge_time_index(self, tail_max: tuple[int, int]) -> tuple[int, int]:
+        timestamp, offset = self.time_index.last_entry()
+        if tail_max[0] > timestamp:
+            return tail_max
+        return timestamp, offset
 
     def max_timestamp_so_far(self) -> tuple[int, int]:
         """(largest max timestamp, last offset of the first batch with it); (-1, base) if none.
 
-        The first call reads the last time index entry and scans the batches after it.
+        Known after ``load_tail``, ``recover`` or an append; otherwise (an inactive segment of a
+        clean open) the first call combines the last time index entry with a scan of the
+        batches after the last offset index entry, as ``load_tail`` does.
         """
         cached = self._max_timestamp
         if cached is not None:
             return cached
-        timestamp, offset = self.time_index.last_entry()
-        _, position = self.offset_index.lookup(offset)
-        for _, header in self._iter_batches(position, self._size):
-            if header.max_timestamp > timestamp:
-                timestamp, offset = header.max_timestamp, header.last_offset
-        self._max_timestamp = (timestamp, offset)
-        return timestamp, offset
+        _, _, tail_max = self._scan_tail(self._size)
+        result = self._merge_time_index(tail_max)
+        self._max_timestamp = result
+        return result
 
     # --- Writing ---
 
@@ -205,6 +232,8 @@ class LogSegment:
 
         Adds index entries per batch as Kafka does, then publishes the new size.
         Raises IndexOffsetOverflow (nothing written) if an offset does not fit this segment.
+        If writing fails, the .log and the indexes are truncated back before the error
+        propagates; LogOffline (from the truncation's error) if that fails too.
         """
         if not batches:
             return
@@ -218,23 +247,46 @@ class LogSegment:
             )
         start = self._size
         max_timestamp = self.max_timestamp_so_far()
+        offset_entries = self.offset_index.entries
+        time_entries = self.time_index.entries
+        since_entry = self._bytes_since_last_index_entry
+        touched = False  # whether anything may have reached a file (else nothing to undo)
+        try:
+            view = memoryview(batches)
+            while view:
+                written = os.write(self._fd, view)
+                touched = True
+                view = view[written:]
+            for rel, header in headers:
+                if header.max_timestamp > max_timestamp[0]:
+                    max_timestamp = (header.max_timestamp, header.last_offset)
+                if since_entry > self.index_interval_bytes:
+                    self.offset_index.append(header.last_offset, start + rel)
+                    self.time_index.maybe_append(*max_timestamp)
+                    since_entry = 0
+                since_entry += header.size
+        except BaseException:
+            try:
+                if touched:
+                    self._undo_append(start, offset_entries, time_entries)
+            except BaseException as undo_error:
+                raise LogOffline(
+                    f"{self.log_path}: a failed append could not be undone ({undo_error}); "
+                    "the segment holds bytes past its size"
+                ) from undo_error
+            raise
         if start == 0:
             self._rolling_timestamp = max(h.max_timestamp for _, h in headers)
-        view = memoryview(batches)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        for rel, header in headers:
-            if header.max_timestamp > max_timestamp[0]:
-                max_timestamp = (header.max_timestamp, header.last_offset)
-                self._max_timestamp = max_timestamp
-            if self._bytes_since_last_index_entry > self.index_interval_bytes:
-                self.offset_index.append(header.last_offset, start + rel)
-                self.time_index.maybe_append(*max_timestamp)
-                self._bytes_since_last_index_entry = 0
-            self._bytes_since_last_index_entry += header.size
+        self._bytes_since_last_index_entry = since_entry
         self._next_offset = last.next_offset
         self._size = start + len(batches)
+        self._max_timestamp = max_timestamp  # after the size: see the class docstring
+
+    def _undo_append(self, size: int, offset_entries: int, time_entries: int) -> None:
+        """Cut the .log and both indexes back to what they held before a failed append."""
+        os.ftruncate(self._fd, size)
+        self.offset_index.truncate_to_entries(offset_entries)
+        self.time_index.truncate_to_entries(time_entries)
 
     def recover(self) -> int:
         """Validate every batch, truncate at the first bad one, rebuild the indexes.
@@ -273,7 +325,7 @@ class LogSegment:
             os.ftruncate(self._fd, valid)
         self._size = valid
         self._next_offset = next_offset
-        self._max_timestamp = max_timestamp
+        self._max_timestamp = max_timestamp  # after the size: see the class docstring
         self._rolling_timestamp = rolling
         self._bytes_since_last_index_entry = valid - last_index_entry
         self.time_index.maybe_append(*max_timestamp, skip_full_check=True)
@@ -331,13 +383,29 @@ class LogSegment:
         return now_ms - self._created_ms
 
     def on_become_inactive(self) -> None:
-        """Record the final max timestamp in the time index (Kafka does this at roll)."""
+        """Record the final max timestamp in the time index (Kafka does this at roll), then park
+        the index descriptors: from now on lookups use only the in-memory entries."""
         self.time_index.maybe_append(*self.max_timestamp_so_far(), skip_full_check=True)
+        self.park_indexes()
+
+    def park_indexes(self) -> None:
+        """Close the index descriptors; a later write, truncation or fsync reopens them."""
+        self.offset_index.park()
+        self.time_index.park()
 
     def flush(self) -> None:
         os.fsync(self._fd)
         self.offset_index.flush()
         self.time_index.flush()
+
+    def finish(self) -> None:
+        """Record the final time index entry and fsync; the files stay open (``close`` is this
+        plus ``abandon``)."""
+        if self._fd < 0:
+            return
+        if self._max_timestamp is not None:
+            self.time_index.maybe_append(*self._max_timestamp, skip_full_check=True)
+        self.flush()
 
     def close(self) -> None:
         """Record the final time index entry, fsync, close. Nothing to trim: no preallocation.
@@ -347,9 +415,7 @@ class LogSegment:
         if self._fd < 0:
             return
         try:
-            if self._max_timestamp is not None:
-                self.time_index.maybe_append(*self._max_timestamp, skip_full_check=True)
-            self.flush()
+            self.finish()
         finally:
             self.abandon()
 
@@ -433,6 +499,14 @@ class LogSegment:
         min_one: bool = False,
     ) -> tuple[bytes, int] | None:
         """As ``read``, also returning the offset after the last batch returned."""
+        result = self._read_span(start_offset, max_bytes, max_position, min_one)
+        return None if result is None else result[:2]
+
+    def _read_span(
+        self, start_offset: int, max_bytes: int, max_position: int | None, min_one: bool
+    ) -> tuple[bytes, int, bool] | None:
+        """As ``read_with_next_offset``, also saying whether the bytes returned reach the end of
+        the segment (the size read at the start), i.e. no later batch of it was left out."""
         if max_bytes < 0:
             raise ValueError(f"invalid max_bytes {max_bytes}")
         size = self._size if max_position is None else min(max_position, self._size)
@@ -443,14 +517,21 @@ class LogSegment:
         limit = max(max_bytes, first.size) if min_one else max_bytes
         limit = min(limit, size - position)
         if limit < first.size:
-            return b"", start_offset
+            return b"", start_offset, False
         data = os.pread(self._fd, limit, position)
         end = 0
         next_offset = start_offset
         for pos, header in iter_headers(data):
             end = pos + header.size
             next_offset = header.next_offset
-        return (data if end == len(data) else data[:end]), next_offset
+        return (data if end == len(data) else data[:end]), next_offset, position + end >= size
+
+    def read_to_end(
+        self, start_offset: int, max_bytes: int, *, min_one: bool = False
+    ) -> tuple[bytes, int, bool] | None:
+        """As ``read_with_next_offset``, plus whether the bytes returned end at the segment's
+        end (so a reader may go on into the next segment)."""
+        return self._read_span(start_offset, max_bytes, None, min_one)
 
     def read_at(self, position: int, size: int) -> bytes:
         """Raw bytes of the .log (for one batch whose position and size are known)."""
@@ -478,10 +559,10 @@ class LogSegment:
 
     def find_max_timestamp(self) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record carrying this segment's largest timestamp."""
+        timestamp, offset = self.max_timestamp_so_far()  # before the size: see the class docstring
         size = self._size
         if size == 0:
             return None
-        timestamp, offset = self.max_timestamp_so_far()
         _, position = self.offset_index.lookup(offset)
         for pos, header in self._iter_batches(position, size):
             if header.max_timestamp == timestamp:
