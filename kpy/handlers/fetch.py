@@ -152,6 +152,8 @@ async def _read_all(
                         data = await _read(log, p.fetch_offset, limit, min_one)
                     except se.OffsetOutOfRange:
                         error = ErrorCode.offset_out_of_range
+                    except se.LogClosed:  # the topic was deleted while this fetch read
+                        error = ErrorCode.unknown_topic_or_partition
                     except (OSError, se.StorageError):
                         error = ErrorCode.kafka_storage_error
             if error is not ErrorCode.none or log is None:
