@@ -19,6 +19,7 @@ import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy.config import BrokerConfig, Listener
+from kpy.coordinator.group import GroupCoordinator
 from kpy.handlers.registry import REGISTRY, CloseConnection
 from kpy.producer_ids import ProducerIdManager
 from kpy.protocol.messages import (
@@ -111,6 +112,12 @@ class Broker:
         )
         self.producer_ids = ProducerIdManager(data_dir)
         self.waiters = PartitionWaiters()
+        self.groups = GroupCoordinator(
+            min_session_timeout_ms=config.get_int("group.min.session.timeout.ms"),
+            max_session_timeout_ms=config.get_int("group.max.session.timeout.ms"),
+            initial_rebalance_delay_ms=config.get_int("group.initial.rebalance.delay.ms"),
+            max_group_size=config.get_int("group.max.size"),
+        )
         self.max_request_size = config.get_int("socket.request.max.bytes")
         self.started_ms = int(time.time() * 1000)
         # One broker leads every partition; its leader epoch never changes.

@@ -37,6 +37,16 @@ DEFAULTS: dict[str, str] = {
     "log.flush.interval.messages": "9223372036854775807",
     "replica.fetch.max.bytes": "1048576",
     "producer.id.expiration.ms": "86400000",
+    # Group coordinator. Kafka's code default for the initial rebalance delay is 3000 ms; the
+    # server.properties it ships sets 0 for development, and so does kpy.
+    "group.initial.rebalance.delay.ms": "0",
+    "group.min.session.timeout.ms": "6000",
+    "group.max.session.timeout.ms": "1800000",
+    "group.max.size": "2147483647",
+    "offsets.topic.num.partitions": "50",
+    "offsets.retention.minutes": "10080",
+    "offsets.retention.check.interval.ms": "600000",
+    "offset.metadata.max.bytes": "4096",
 }
 
 # Topic config name -> the broker config that supplies its default (Kafka's synonyms).

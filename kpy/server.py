@@ -115,6 +115,7 @@ async def run(
             for name, s in by_listener:
                 tg.start_soon(s.serve, functools.partial(serve_connection, broker, listener=name))
             tg.start_soon(_checkpoint_loop, broker)
+            tg.start_soon(broker.groups.run)
             if handle_signals:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async for signum in signals:

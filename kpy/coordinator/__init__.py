@@ -1,0 +1,1 @@
+"""Coordinators: the group coordinator (classic protocol) and the committed offsets store."""

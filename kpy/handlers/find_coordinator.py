@@ -1,0 +1,72 @@
+"""FindCoordinator (key 10), v0-v6.
+
+kpy is the coordinator of every group and every transactional id: the answer is always this
+broker, at the address of the listener the request came in on. v4+ asks for several keys at once.
+An empty key or an unknown key type is INVALID_REQUEST.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy.handlers.registry import error_response, handles
+from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
+
+KEY = 10
+GROUP, TRANSACTION = 0, 1
+
+
+@handles(KEY, "FindCoordinator", 0, 6)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    key_type = getattr(request, "key_type", GROUP)
+
+    def answer(key: str) -> ErrorCode:
+        if key_type not in (GROUP, TRANSACTION) or not key:
+            return ErrorCode.invalid_request
+        return ErrorCode.none
+
+    return _respond(ctx, request, answer)
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    return _respond(ctx, request, lambda key: error)
+
+
+def _respond(ctx: RequestContext, request: Any, answer: Any) -> Any:
+    mod = response_module(KEY, ctx.version)
+    lst = ctx.broker.advertised_listener(ctx)
+    node = ctx.broker.node_id
+    if ctx.version >= 4:
+        coordinators = []
+        for key in request.coordinator_keys:
+            error = answer(key)
+            ok = error is ErrorCode.none
+            coordinators.append(
+                make(
+                    mod.Coordinator,
+                    key=key,
+                    node_id=node if ok else -1,
+                    host=lst.host if ok else "",
+                    port=lst.port if ok else -1,
+                    error_code=error,
+                    error_message=None,
+                )
+            )
+        return make(mod.FindCoordinatorResponse, throttle_time=0, coordinators=tuple(coordinators))
+    error = answer(request.key)
+    ok = error is ErrorCode.none
+    return make(
+        mod.FindCoordinatorResponse,
+        throttle_time=0,
+        error_code=error,
+        error_message=None,
+        node_id=node if ok else -1,
+        host=lst.host if ok else "",
+        port=lst.port if ok else -1,
+    )

@@ -1,0 +1,33 @@
+"""Heartbeat (key 12), v0-v4: keeps a member's session; REBALANCE_IN_PROGRESS tells it to rejoin."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy.handlers.registry import error_response, handles
+from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
+
+KEY = 12
+
+
+@handles(KEY, "Heartbeat", 0, 4)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    error = ctx.broker.groups.heartbeat(
+        group_id=request.group_id,
+        generation_id=request.generation_id,
+        member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+    )
+    return _error_response(ctx, request, error)
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    return make(
+        response_module(KEY, ctx.version).HeartbeatResponse, throttle_time=0, error_code=error
+    )
