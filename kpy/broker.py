@@ -20,6 +20,7 @@ from kio.schema.errors import ErrorCode
 
 from kpy.config import BrokerConfig, Listener
 from kpy.coordinator.group import GroupCoordinator
+from kpy.coordinator.offsets import OffsetStore
 from kpy.handlers.registry import REGISTRY, CloseConnection
 from kpy.producer_ids import ProducerIdManager
 from kpy.protocol.messages import (
@@ -112,6 +113,7 @@ class Broker:
         )
         self.producer_ids = ProducerIdManager(data_dir)
         self.waiters = PartitionWaiters()
+        self.offsets = OffsetStore.open(self.logs, config.get_int("offsets.topic.num.partitions"))
         self.groups = GroupCoordinator(
             min_session_timeout_ms=config.get_int("group.min.session.timeout.ms"),
             max_session_timeout_ms=config.get_int("group.max.session.timeout.ms"),
@@ -219,6 +221,7 @@ class Broker:
             if self.logs.topic(name) is None:
                 return False
             self.logs.delete_topic(name)
+            self.offsets.delete_topic(name)
         log.info("deleted topic %s", name)
         return True
 

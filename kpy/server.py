@@ -13,6 +13,7 @@ import functools
 import logging
 import signal
 import socket
+import time
 from collections.abc import Callable
 
 import anyio
@@ -116,6 +117,7 @@ async def run(
                 tg.start_soon(s.serve, functools.partial(serve_connection, broker, listener=name))
             tg.start_soon(_checkpoint_loop, broker)
             tg.start_soon(broker.groups.run)
+            tg.start_soon(_expire_offsets_loop, broker)
             if handle_signals:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async for signum in signals:
@@ -140,3 +142,17 @@ async def _checkpoint_loop(broker: Broker) -> None:
                 await anyio.to_thread.run_sync(broker.logs.checkpoint)
         except Exception:
             log.exception("writing checkpoints failed; will try again")
+
+
+async def _expire_offsets_loop(broker: Broker) -> None:
+    """Drop the committed offsets of empty groups after offsets.retention.minutes, as Kafka's
+    offsets retention check does every offsets.retention.check.interval.ms."""
+    interval = broker.config.get_int("offsets.retention.check.interval.ms") / 1000
+    retention_ms = broker.config.get_int("offsets.retention.minutes") * 60_000
+    while True:
+        await anyio.sleep(interval)
+        try:
+            now_ms = int(time.time() * 1000)
+            broker.offsets.expire(now_ms, retention_ms, broker.groups.is_empty)
+        except Exception:
+            log.exception("expiring committed offsets failed; will try again")

@@ -5,10 +5,18 @@ from kpy.handlers import (  # noqa: F401  (imported for their registrations)
     create_topics,
     delete_topics,
     fetch,
+    find_coordinator,
+    heartbeat,
     init_producer_id,
+    join_group,
+    leave_group,
     list_offsets,
     metadata,
+    offset_commit,
+    offset_delete,
+    offset_fetch,
     produce,
+    sync_group,
 )
 from kpy.handlers.registry import REGISTRY, Registration
 

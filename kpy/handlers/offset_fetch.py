@@ -1,0 +1,130 @@
+"""OffsetFetch (key 9), v1-v9.
+
+v1-v7 ask for one group, v8+ for several (each answered on its own). Topics null (v2+) asks for
+all of the group's committed offsets. A partition without a commit, including one of a topic
+that does not exist, answers offset -1, leader epoch -1, metadata "" and no error, as Kafka does
+(it checks no metadata here). The committed leader epoch (v5+) is -1 when the commit carried
+none. A group the coordinator does not know is answered from its offsets, which is what Kafka's
+"simple group" holds; a Dead group has none.
+
+require_stable (v7+): offsets are pending only inside transactions, which kpy does not have yet,
+so the answer is the same. member_id and member_epoch (v9) belong to the KIP-848 protocol and
+are ignored for classic groups, as Kafka does. The empty group id is accepted (Kafka keeps it
+for backward compatibility). No ACLs, so no TOPIC_AUTHORIZATION_FAILED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy.coordinator.offsets import (
+    NO_LEADER_EPOCH,
+    GroupMembership,
+    OffsetAndMetadata,
+    OffsetStore,
+)
+from kpy.handlers.registry import error_response, handles
+from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
+
+KEY = 9
+BATCHED_VERSION = 8  # the first version asking for several groups
+DEAD = "Dead"
+
+# (topic, [(partition, offset and metadata or None for "no commit")]) in answer order
+TopicAnswer = tuple[str, list[tuple[int, OffsetAndMetadata | None]]]
+
+
+@handles(KEY, "OffsetFetch", 1, 9)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    broker: Any = ctx.broker
+    offsets: OffsetStore = broker.offsets
+    groups: GroupMembership = broker.groups
+    mod = response_module(KEY, ctx.version)
+    if ctx.version >= BATCHED_VERSION:
+        answers = tuple(
+            _group_response(mod, g.group_id, _lookup(offsets, groups, g.group_id, g.topics))
+            for g in request.groups
+        )
+        return make(mod.OffsetFetchResponse, throttle_time=0, groups=answers)
+    topics = _lookup(offsets, groups, request.group_id, request.topics)
+    return make(
+        mod.OffsetFetchResponse,
+        throttle_time=0,
+        topics=tuple(_topic(mod, "OffsetFetchResponseTopic", t) for t in topics),
+        error_code=ErrorCode.none,
+    )
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    """Kafka's OffsetFetchRequest.getErrorResponse: before v2 (no top-level error) the error
+    goes on every partition asked about; v2-v7 answer it at the top; v8+ on every group."""
+    mod = response_module(KEY, ctx.version)
+    if ctx.version >= BATCHED_VERSION:
+        answers = tuple(
+            make(mod.OffsetFetchResponseGroup, group_id=g.group_id, topics=(), error_code=error)
+            for g in request.groups
+        )
+        return make(mod.OffsetFetchResponse, throttle_time=0, groups=answers)
+    topics: tuple[Any, ...] = ()
+    if ctx.version < 2:
+        topics = tuple(
+            make(
+                mod.OffsetFetchResponseTopic,
+                name=t.name,
+                partitions=tuple(_partition(mod, i, None, error) for i in t.partition_indexes),
+            )
+            for t in request.topics
+        )
+    return make(mod.OffsetFetchResponse, throttle_time=0, topics=topics, error_code=error)
+
+
+def _lookup(
+    offsets: OffsetStore, groups: GroupMembership, group_id: str, topics: Iterable[Any] | None
+) -> list[TopicAnswer]:
+    dead = groups.group_state(group_id) == DEAD
+    if topics is None:  # all of the group's offsets
+        stored = {} if dead else offsets.fetch(group_id)
+        by_topic: dict[str, list[tuple[int, OffsetAndMetadata | None]]] = {}
+        for (topic, partition), value in sorted(stored.items()):
+            by_topic.setdefault(topic, []).append((partition, value))
+        return list(by_topic.items())
+    wanted = [(t.name, p) for t in topics for p in t.partition_indexes]
+    found = {} if dead else offsets.fetch(group_id, wanted)
+    return [(t.name, [(p, found.get((t.name, p))) for p in t.partition_indexes]) for t in topics]
+
+
+def _group_response(mod: Any, group_id: str, topics: list[TopicAnswer]) -> Any:
+    return make(
+        mod.OffsetFetchResponseGroup,
+        group_id=group_id,
+        topics=tuple(_topic(mod, "OffsetFetchResponseTopics", t) for t in topics),
+        error_code=ErrorCode.none,
+    )
+
+
+def _topic(mod: Any, type_name: str, answer: TopicAnswer) -> Any:
+    name, partitions = answer
+    return make(
+        getattr(mod, type_name),
+        name=name,
+        partitions=tuple(_partition(mod, p, value, ErrorCode.none) for p, value in partitions),
+    )
+
+
+def _partition(mod: Any, index: int, value: OffsetAndMetadata | None, error: ErrorCode) -> Any:
+    cls = getattr(mod, "OffsetFetchResponsePartitions", None) or mod.OffsetFetchResponsePartition
+    return make(
+        cls,
+        partition_index=index,
+        committed_offset=value.offset if value is not None else -1,
+        committed_leader_epoch=value.leader_epoch if value is not None else NO_LEADER_EPOCH,
+        metadata=value.metadata if value is not None else "",
+        error_code=error,
+    )
