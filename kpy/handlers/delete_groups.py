@@ -1,0 +1,61 @@
+"""DeleteGroups (key 42), v0-v2.
+
+A group can be deleted when it has no members (Empty, or known only through its committed
+offsets); its offsets are deleted with it (tombstones in __consumer_offsets). A group with
+members is NON_EMPTY_GROUP, one kpy does not know GROUP_ID_NOT_FOUND, an empty id
+INVALID_GROUP_ID, as Kafka answers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy.handlers.registry import error_response, handles
+from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
+
+KEY = 42
+
+
+@handles(KEY, "DeleteGroups", 0, 2)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    broker = ctx.broker
+    results = []
+    for group_id in request.groups_names:
+        if not group_id:
+            results.append((group_id, ErrorCode.invalid_group_id))
+            continue
+        known = group_id in broker.groups.groups
+        if not known and not broker.offsets.has_offsets(group_id):
+            results.append((group_id, ErrorCode.group_id_not_found))
+            continue
+        if known:
+            error = broker.groups.delete_group(group_id)
+            if error is not ErrorCode.none:
+                results.append((group_id, error))
+                continue
+        try:
+            broker.offsets.delete_group(group_id)
+        except Exception:
+            results.append((group_id, ErrorCode.kafka_storage_error))
+            continue
+        results.append((group_id, ErrorCode.none))
+    return _response(ctx, results)
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    return _response(ctx, [(g, error) for g in request.groups_names])
+
+
+def _response(ctx: RequestContext, results: list[tuple[str, ErrorCode]]) -> Any:
+    mod = response_module(KEY, ctx.version)
+    return make(
+        mod.DeleteGroupsResponse,
+        throttle_time=0,
+        results=tuple(make(mod.DeletableGroupResult, group_id=g, error_code=e) for g, e in results),
+    )
