@@ -170,6 +170,14 @@ def test_produce_to_invalid_topic_name(broker: KpyProcess) -> None:
         assert error == ErrorCode.unknown_topic_or_partition
 
 
+def test_produce_to_an_internal_topic_is_refused(broker: KpyProcess) -> None:
+    batch = rb.build_batch([(b"k", b"v")])
+    with RawClient(broker.bootstrap) as c:
+        assert partition_error(produce(c, "__consumer_offsets", batch)) == (
+            ErrorCode.invalid_topic_exception
+        )
+
+
 def test_acks_zero_error_closes_the_connection(broker: KpyProcess) -> None:
     batch = bytearray(rb.build_batch([(b"k", b"value")]))
     batch[-1] ^= 1

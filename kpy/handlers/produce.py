@@ -25,6 +25,7 @@ from kpy.protocol import records as rb
 from kpy.protocol.compression import ZSTD
 from kpy.protocol.messages import make, response_module
 from kpy.storage import errors as se
+from kpy.topics import is_internal
 
 if TYPE_CHECKING:
     from kpy.broker import RequestContext
@@ -81,6 +82,9 @@ def _append(
     log = broker.logs.get_log(topic, partition)
     if log is None:
         return ErrorCode.unknown_topic_or_partition, None, None
+    if is_internal(topic):
+        # Only the coordinators write there (ReplicaManager.appendRecords: internalTopicsAllowed).
+        return ErrorCode.invalid_topic_exception, None, f"Cannot append to internal topic {topic}"
     if not records:
         return ErrorCode.invalid_record, None, None
     # ProduceRequest.validateRecords, before anything else looks at the batch: at least one
