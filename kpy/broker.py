@@ -19,6 +19,7 @@ import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy.config import BrokerConfig, Listener
+from kpy.coordinator.consumer_group import ConsumerGroupCoordinator
 from kpy.coordinator.group import GroupCoordinator
 from kpy.coordinator.offsets import OffsetStore
 from kpy.handlers.registry import REGISTRY, CloseConnection
@@ -119,6 +120,16 @@ class Broker:
             max_session_timeout_ms=config.get_int("group.max.session.timeout.ms"),
             initial_rebalance_delay_ms=config.get_int("group.initial.rebalance.delay.ms"),
             max_group_size=config.get_int("group.max.size"),
+        )
+        self.consumer_groups = ConsumerGroupCoordinator(
+            partitions_of=lambda t: info.partitions if (info := self.logs.topic(t)) else None,
+            topic_id_of=lambda t: info.topic_id if (info := self.logs.topic(t)) else None,
+            topic_name_of=lambda i: info.name if (info := self.logs.topic_by_id(i)) else None,
+            topic_names=lambda: [t.name for t in self.logs.topics()],
+            classic=self.groups,
+            heartbeat_interval_ms=config.get_int("group.consumer.heartbeat.interval.ms"),
+            session_timeout_ms=config.get_int("group.consumer.session.timeout.ms"),
+            max_group_size=config.get_int("group.consumer.max.size"),
         )
         self.max_request_size = config.get_int("socket.request.max.bytes")
         self.started_ms = int(time.time() * 1000)

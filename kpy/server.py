@@ -117,6 +117,7 @@ async def run(
                 tg.start_soon(s.serve, functools.partial(serve_connection, broker, listener=name))
             tg.start_soon(_checkpoint_loop, broker)
             tg.start_soon(broker.groups.run)
+            tg.start_soon(broker.consumer_groups.run)
             tg.start_soon(_expire_offsets_loop, broker)
             if handle_signals:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -153,6 +154,10 @@ async def _expire_offsets_loop(broker: Broker) -> None:
         await anyio.sleep(interval)
         try:
             now_ms = int(time.time() * 1000)
-            broker.offsets.expire(now_ms, retention_ms, broker.groups.is_empty)
+            broker.offsets.expire(
+                now_ms,
+                retention_ms,
+                lambda g: broker.groups.is_empty(g) and broker.consumer_groups.is_empty(g),
+            )
         except Exception:
             log.exception("expiring committed offsets failed; will try again")

@@ -30,9 +30,15 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             results.append((group_id, ErrorCode.invalid_group_id))
             continue
         known = group_id in broker.groups.groups
-        if not known and not broker.offsets.has_offsets(group_id):
+        consumer = group_id in broker.consumer_groups.groups
+        if not known and not consumer and not broker.offsets.has_offsets(group_id):
             results.append((group_id, ErrorCode.group_id_not_found))
             continue
+        if consumer:
+            error = broker.consumer_groups.delete_group(group_id)
+            if error is not ErrorCode.none:
+                results.append((group_id, error))
+                continue
         if known:
             error = broker.groups.delete_group(group_id)
             if error is not ErrorCode.none:

@@ -33,6 +33,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         group = broker.groups.groups.get(group_id)
         if group is None:
             state = EMPTY if broker.offsets.has_offsets(group_id) else DEAD
+            if group_id in broker.consumer_groups.groups:
+                state = DEAD
             described.append(_group(mod, group_id, ErrorCode.none, state, "", "", ()))
             continue
         protocol = group.protocol_name if group.state == STABLE else None

@@ -20,18 +20,21 @@ if TYPE_CHECKING:
 
 KEY = 16
 CLASSIC = "classic"
+CONSUMER = "consumer"
 
 
 @handles(KEY, "ListGroups", 0, 5)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     broker = ctx.broker
-    found: dict[str, tuple[str, str]] = {
-        group_id: (EMPTY, "") for group_id in broker.offsets.groups()
+    found: dict[str, tuple[str, str, str]] = {
+        group_id: (EMPTY, "", CLASSIC) for group_id in broker.offsets.groups()
     }
     for group in broker.groups.groups.values():
         if group.state != DEAD:
-            found[group.group_id] = (group.state, group.protocol_type or "")
+            found[group.group_id] = (group.state, group.protocol_type or "", CLASSIC)
+    for cgroup in broker.consumer_groups.groups.values():
+        found[cgroup.group_id] = (cgroup.state, "consumer", CONSUMER)
     states = {s.lower() for s in getattr(request, "states_filter", ())}
     types = {t.lower() for t in getattr(request, "types_filter", ())}
     listed = tuple(
@@ -40,10 +43,10 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             group_id=group_id,
             protocol_type=protocol_type,
             group_state=state,
-            group_type=CLASSIC,
+            group_type=group_type,
         )
-        for group_id, (state, protocol_type) in sorted(found.items())
-        if (not states or state.lower() in states) and (not types or CLASSIC in types)
+        for group_id, (state, protocol_type, group_type) in sorted(found.items())
+        if (not states or state.lower() in states) and (not types or group_type in types)
     )
     return make(mod.ListGroupsResponse, throttle_time=0, error_code=ErrorCode.none, groups=listed)
 

@@ -101,6 +101,12 @@ def _validate(
 ) -> ErrorCode:
     group_id = request.group_id
     generation = request.generation_id_or_member_epoch
+    consumer_groups: Any = getattr(ctx.broker, "consumer_groups", None)
+    if consumer_groups is not None and group_id in consumer_groups.groups:
+        error: ErrorCode = consumer_groups.validate_offset_commit(
+            group_id, request.member_id, generation, api_version=ctx.version
+        )
+        return error
     if groups.group_state(group_id) is None:
         if generation < 0:
             return ErrorCode.none

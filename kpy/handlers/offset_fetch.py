@@ -47,11 +47,22 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     groups: GroupMembership = broker.groups
     mod = response_module(KEY, ctx.version)
     if ctx.version >= BATCHED_VERSION:
-        answers = tuple(
-            _group_response(mod, g.group_id, _lookup(offsets, groups, g.group_id, g.topics))
-            for g in request.groups
-        )
-        return make(mod.OffsetFetchResponse, throttle_time=0, groups=answers)
+        answers = []
+        for g in request.groups:
+            error = _validate_member(broker, g)
+            if error is not ErrorCode.none:
+                answers.append(
+                    make(
+                        mod.OffsetFetchResponseGroup,
+                        group_id=g.group_id,
+                        topics=(),
+                        error_code=error,
+                    )
+                )
+                continue
+            topics = _lookup(offsets, groups, g.group_id, g.topics)
+            answers.append(_group_response(mod, g.group_id, topics))
+        return make(mod.OffsetFetchResponse, throttle_time=0, groups=tuple(answers))
     topics = _lookup(offsets, groups, request.group_id, request.topics)
     return make(
         mod.OffsetFetchResponse,
@@ -83,6 +94,18 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
             for t in request.topics
         )
     return make(mod.OffsetFetchResponse, throttle_time=0, topics=topics, error_code=error)
+
+
+def _validate_member(broker: Any, group: Any) -> ErrorCode:
+    """v9 names the member and its epoch: a consumer group checks them (Kafka's
+    ConsumerGroup.validateOffsetFetch: UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH)."""
+    consumer_groups: Any = getattr(broker, "consumer_groups", None)
+    if consumer_groups is None or group.group_id not in consumer_groups.groups:
+        return ErrorCode.none
+    error: ErrorCode = consumer_groups.validate_offset_fetch(
+        group.group_id, getattr(group, "member_id", None), getattr(group, "member_epoch", -1)
+    )
+    return error
 
 
 def _lookup(

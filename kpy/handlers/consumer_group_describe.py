@@ -1,0 +1,113 @@
+"""ConsumerGroupDescribe (key 69), v0-v1: the groups of the KIP-848 protocol, with each
+member's current and target assignment.
+
+As Kafka's GroupMetadataManager.consumerGroupDescribe: the empty group id is INVALID_GROUP_ID,
+a group id that is not a consumer group (unknown, or a classic group) GROUP_ID_NOT_FOUND. The
+assignor named is the one the group's members prefer, or the default ("uniform"). member_type
+(v1) is 1 for every member: kpy's consumer groups have no classic members. Topics that were
+deleted since they were assigned are left out. Authorized operations are not computed (no ACLs).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy.coordinator.consumer_group import Assignment, ConsumerGroupCoordinator
+from kpy.handlers.registry import error_response, handles
+from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
+
+KEY = 69
+NO_OPERATIONS = -2147483648
+CONSUMER_MEMBER = 1
+
+
+@handles(KEY, "ConsumerGroupDescribe", 0, 1)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    broker: Any = ctx.broker
+    groups: ConsumerGroupCoordinator = broker.consumer_groups
+    mod = response_module(KEY, ctx.version)
+    described = []
+    for group_id in request.group_ids:
+        if not group_id:
+            described.append(_error_group(mod, group_id, ErrorCode.invalid_group_id))
+            continue
+        group = groups.describe(group_id)
+        if group is None:
+            described.append(_error_group(mod, group_id, ErrorCode.group_id_not_found))
+            continue
+        members = tuple(
+            make(
+                mod.Member,
+                member_id=m.member_id,
+                instance_id=m.instance_id,
+                rack_id=m.rack_id,
+                member_epoch=m.member_epoch,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                subscribed_topic_names=m.subscribed_topic_names,
+                subscribed_topic_regex=m.subscribed_topic_regex,
+                assignment=_assignment(mod, groups, m.assigned),
+                target_assignment=_assignment(mod, groups, groups.target_of(group, m.member_id)),
+                member_type=CONSUMER_MEMBER,
+            )
+            for m in group.members.values()
+        )
+        described.append(
+            make(
+                mod.DescribedGroup,
+                error_code=ErrorCode.none,
+                error_message=None,
+                group_id=group_id,
+                group_state=group.state,
+                group_epoch=group.group_epoch,
+                assignment_epoch=group.assignment_epoch,
+                assignor_name=groups.assignor_name(group),
+                members=members,
+                authorized_operations=NO_OPERATIONS,
+            )
+        )
+    return make(mod.ConsumerGroupDescribeResponse, throttle_time=0, groups=tuple(described))
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    mod = response_module(KEY, ctx.version)
+    groups = tuple(_error_group(mod, g, error) for g in request.group_ids)
+    return make(mod.ConsumerGroupDescribeResponse, throttle_time=0, groups=groups)
+
+
+def _error_group(mod: Any, group_id: str, error: ErrorCode) -> Any:
+    return make(
+        mod.DescribedGroup,
+        error_code=error,
+        error_message=None,
+        group_id=group_id,
+        group_state="",
+        group_epoch=0,
+        assignment_epoch=0,
+        assignor_name="",
+        members=(),
+        authorized_operations=NO_OPERATIONS,
+    )
+
+
+def _assignment(mod: Any, groups: ConsumerGroupCoordinator, assignment: Assignment) -> Any:
+    topics = []
+    for tid, partitions in sorted(assignment.items(), key=lambda kv: str(kv[0])):
+        name = groups.topic_name_of(tid)
+        if name is None:
+            continue
+        topics.append(_topic(mod, tid, name, sorted(partitions)))
+    return make(mod.Assignment, topic_partitions=tuple(topics))
+
+
+def _topic(mod: Any, topic_id: uuid.UUID, name: str, partitions: list[int]) -> Any:
+    return make(
+        mod.TopicPartitions, topic_id=topic_id, topic_name=name, partitions=tuple(partitions)
+    )
