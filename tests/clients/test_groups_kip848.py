@@ -15,16 +15,10 @@ from confluent_kafka import Consumer  # noqa: E402
 from kpy_process import KpyProcess  # noqa: E402
 
 from clients.group_util import PARTITIONS, create_topic, produce, values, wait_until  # noqa: E402
-from kpy.handlers import REGISTRY  # noqa: E402
 
-CONSUMER_GROUP_HEARTBEAT = 68
 TOPIC = "kip848"
 # A short heartbeat interval so that released partitions reach their new owner quickly.
 OVERRIDES = {"group.consumer.heartbeat.interval.ms": "500"}
-
-pytestmark = pytest.mark.skipif(
-    CONSUMER_GROUP_HEARTBEAT not in REGISTRY, reason="ConsumerGroupHeartbeat is not served"
-)
 
 
 class Member:
