@@ -17,8 +17,15 @@ waiting in JoinGroup or SyncGroup is not expired, as in Kafka. Dynamic members j
 JoinGroup v4+ first get MEMBER_ID_REQUIRED and an id (KIP-394). Static members
 (group.instance.id, KIP-345) keep their partitions across restarts within the session timeout:
 a known instance id rejoining a Stable group replaces the old member id and gets the current
-assignment back without a rebalance; a request naming an instance id with another member id is
-FENCED_INSTANCE_ID.
+assignment back without a rebalance, unless the protocol the group would select changes (new
+subscription bytes alone do not rebalance). A returning static leader is named leader with
+skip_assignment from JoinGroup v9; before v9 the answer names the previous leader id, so the
+client follows and runs no assignor (as Kafka). A request naming an instance id with another
+member id is FENCED_INSTANCE_ID.
+
+Heartbeats answer REBALANCE_IN_PROGRESS only in PreparingRebalance: in CompletingRebalance a
+member of the new generation may heartbeat before its SyncGroup is answered, and Kafka answers
+NONE there.
 
 Timers (session timeouts, rebalance timeouts, the initial rebalance delay) are checked by
 ``run()``, a loop the server starts, every TICK seconds: Kafka's purgatories fire to the
@@ -220,7 +227,10 @@ class GroupCoordinator:
         protocol_type: str,
         protocols: list[tuple[str, bytes]],
         require_known_member_id: bool,
+        supports_skip_assignment: bool = False,
     ) -> JoinResult:
+        """``require_known_member_id``: JoinGroup v4+ (KIP-394); ``supports_skip_assignment``:
+        v9+ (KIP-814), which changes what a static leader rejoining a Stable group is told."""
         if not group_id:
             return JoinResult(ErrorCode.invalid_group_id, member_id)
         if not self.min_session_timeout_ms <= session_timeout_ms <= self.max_session_timeout_ms:
@@ -246,6 +256,7 @@ class GroupCoordinator:
                 protocol_type,
                 protocols,
                 require_known_member_id,
+                supports_skip_assignment,
                 now,
             )
         if group_instance_id is not None:
@@ -297,6 +308,7 @@ class GroupCoordinator:
         protocol_type: str,
         protocols: list[tuple[str, bytes]],
         require_known_member_id: bool,
+        supports_skip_assignment: bool,
         now: float,
     ) -> JoinResult:
         new_id = f"{client_id}-{uuid.uuid4()}"
@@ -313,6 +325,7 @@ class GroupCoordinator:
                     session_timeout_ms,
                     rebalance_timeout_ms,
                     protocols,
+                    supports_skip_assignment,
                     now,
                 )
         elif require_known_member_id:
@@ -345,8 +358,13 @@ class GroupCoordinator:
         session_timeout_ms: int,
         rebalance_timeout_ms: int,
         protocols: list[tuple[str, bytes]],
+        supports_skip_assignment: bool,
         now: float,
     ) -> JoinResult:
+        """Kafka's updateStaticMemberAndRebalance: the known instance takes a new member id (the
+        old one is fenced) and the group's place of the old one: its assignment, its leadership.
+        """
+        current_leader = group.leader_id
         old = group.members.pop(old_id)
         if old.join_waiter is not None:
             old.join_waiter.set(JoinResult(ErrorCode.fenced_instance_id, old_id))
@@ -370,12 +388,25 @@ class GroupCoordinator:
         if group.leader_id == old_id:
             group.leader_id = new_id
         log.info("group %s: static member %s is now %s", group.group_id, old_id, new_id)
-        if group.state == STABLE and old.protocols == protocols:
-            # The same instance came back: its partitions, no rebalance for the others.
-            return self._join_result(
-                group, member, skip_assignment=member.member_id == group.leader_id
-            )
+        if group.state == STABLE and group.select_protocol() == group.protocol_name:
+            # The same instance came back and the group would choose the same protocol: its
+            # partitions, no rebalance for the others. (Kafka compares the selected protocol, not
+            # the metadata: a restarted client's subscription may differ in its owned partitions
+            # or generation, and that alone does not rebalance.)
+            if supports_skip_assignment:
+                # v9+: a leader is told it leads (to keep watching metadata) but must not assign.
+                is_leader = new_id == group.leader_id
+                return self._join_result(group, member, skip_assignment=is_leader)
+            # Before v9 the answer names the leader as it was before the replacement, so a
+            # returning leader takes itself for a follower and runs no assignor whose result
+            # the Stable group would ignore.
+            result = self._join_result(group, member)
+            result.leader = current_leader or ""
+            result.members = []
+            return result
         if group.state in (STABLE, COMPLETING):
+            # Completing: the leader may have been sent the old member id, so its assignment
+            # would miss the new one; rebalance.
             self._prepare_rebalance(group, f"static member {new_id} rejoined with new metadata")
         return await self._await_join(group, member)
 
@@ -593,8 +624,11 @@ class GroupCoordinator:
         if generation_id != group.generation_id:
             return ErrorCode.illegal_generation
         group.members[member_id].last_heartbeat = anyio.current_time()
-        if group.state in (PREPARING, COMPLETING):
+        if group.state == PREPARING:
             return ErrorCode.rebalance_in_progress
+        # Stable, or CompletingRebalance: a member may heartbeat between its JoinGroup answer and
+        # its SyncGroup's; that is a heartbeat of the generation being completed, answered NONE
+        # as Kafka does (REBALANCE_IN_PROGRESS would send it, maybe the leader, to rejoin).
         return ErrorCode.none
 
     def leave_group(

@@ -1,6 +1,8 @@
 """JoinGroup (key 11), v0-v9. The work is GroupCoordinator.join_group's; the request waits there
 until the rebalance it joins completes. v0 has no rebalance timeout (the session timeout serves);
-v4+ members without an id first get MEMBER_ID_REQUIRED (KIP-394)."""
+v4+ members without an id first get MEMBER_ID_REQUIRED (KIP-394); from v9 a static leader
+returning to a Stable group is told it leads but must skip the assignment (KIP-814), before v9
+it is answered as a follower."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         protocol_type=request.protocol_type,
         protocols=[(p.name, p.metadata) for p in request.protocols],
         require_known_member_id=ctx.version >= 4,
+        supports_skip_assignment=ctx.version >= 9,
     )
     return _response(ctx, result)
 

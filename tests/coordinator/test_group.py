@@ -176,3 +176,155 @@ def test_join_checks() -> None:
         assert other.error == ErrorCode.inconsistent_group_protocol
 
     anyio.run(main)
+
+
+async def stable_pair(gc: GroupCoordinator, *, static_leader: bool) -> tuple[Any, Any]:
+    """A Stable generation of two members, the first (the leader) static if asked; returns the
+    leader's and the follower's JoinGroup results."""
+    instance = "i1" if static_leader else None
+    if static_leader:
+        first = await gc.join_group(**join_args(group_instance_id=instance))
+        leader_id = first.member_id
+    else:
+        leader_id = await join_known(gc)
+        first = await gc.join_group(**join_args(member_id=leader_id))
+    assert first.leader == leader_id and gc.group_state("g") == COMPLETING
+    await gc.sync_group(
+        group_id="g",
+        generation_id=first.generation_id,
+        member_id=leader_id,
+        group_instance_id=instance,
+        protocol_type=None,
+        protocol_name=None,
+        assignments={leader_id: b"all"},
+    )
+    follower_id = await join_known(gc)
+    results: dict[str, Any] = {}
+
+    async def join(member: str, **kw: Any) -> None:
+        results[member] = await gc.join_group(**join_args(member_id=member, **kw))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: join(leader_id, group_instance_id=instance))
+        tg.start_soon(lambda: join(follower_id))
+    gen = results[leader_id].generation_id
+    assert results[leader_id].leader == leader_id
+
+    async def sync(member: str, assignments: dict[str, bytes], **kw: Any) -> None:
+        await gc.sync_group(
+            group_id="g",
+            generation_id=gen,
+            member_id=member,
+            group_instance_id=kw.get("group_instance_id"),
+            protocol_type=None,
+            protocol_name=None,
+            assignments=assignments,
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: sync(follower_id, {}))
+        tg.start_soon(
+            lambda: sync(
+                leader_id, {leader_id: b"left", follower_id: b"right"}, group_instance_id=instance
+            )
+        )
+    assert gc.group_state("g") == STABLE
+    return results[leader_id], results[follower_id]
+
+
+def test_heartbeat_while_completing_the_rebalance_is_not_told_to_rejoin() -> None:
+    """Kafka answers NONE to a heartbeat of the generation being completed (a member may
+    heartbeat between its JoinGroup and SyncGroup answers): REBALANCE_IN_PROGRESS there sent
+    the member back to JoinGroup after its sync, and a leader's rejoin rebalanced the group."""
+
+    async def main() -> None:
+        gc = GroupCoordinator()
+        a = await join_known(gc)
+        r = await gc.join_group(**join_args(member_id=a))
+        assert gc.group_state("g") == COMPLETING
+        hb = dict(group_id="g", member_id=a, group_instance_id=None)
+        assert gc.heartbeat(generation_id=r.generation_id, **hb) == ErrorCode.none
+        assert gc.heartbeat(generation_id=r.generation_id - 1, **hb) == (
+            ErrorCode.illegal_generation
+        )
+        b = await join_known(gc)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: gc.join_group(**join_args(member_id=b)))
+            await anyio.sleep(0.01)
+            assert gc.group_state("g") == PREPARING
+            assert gc.heartbeat(generation_id=r.generation_id, **hb) == (
+                ErrorCode.rebalance_in_progress
+            )
+            await gc.join_group(**join_args(member_id=a))
+
+    anyio.run(main)
+
+
+def test_static_leader_rejoining_a_stable_group_before_v9_is_told_it_follows() -> None:
+    """Kafka (JoinGroup < v9): the answer names the leader as it was before the replacement and
+    no members, so the returning leader runs no assignor; v9+ says it leads, with the members
+    and skip_assignment. Either way the group stays Stable in its generation."""
+
+    async def main() -> None:
+        for v9 in (False, True):
+            gc = GroupCoordinator()
+            leader, follower = await stable_pair(gc, static_leader=True)
+            back = await gc.join_group(
+                **join_args(group_instance_id="i1", supports_skip_assignment=v9)
+            )
+            assert back.error == ErrorCode.none and back.member_id != leader.member_id
+            assert back.generation_id == leader.generation_id and gc.group_state("g") == STABLE
+            if v9:
+                assert back.leader == back.member_id and back.skip_assignment
+                assert sorted(m[0] for m in back.members) == sorted(
+                    [back.member_id, follower.member_id]
+                )
+            else:
+                assert back.leader == leader.member_id and not back.skip_assignment
+                assert back.members == []
+            s = await gc.sync_group(
+                group_id="g",
+                generation_id=back.generation_id,
+                member_id=back.member_id,
+                group_instance_id="i1",
+                protocol_type=None,
+                protocol_name=None,
+                assignments={},
+            )
+            assert s.assignment == b"left"
+            assert (
+                gc.heartbeat(
+                    group_id="g",
+                    generation_id=follower.generation_id,
+                    member_id=follower.member_id,
+                    group_instance_id=None,
+                )
+                == ErrorCode.none
+            )
+
+    anyio.run(main)
+
+
+def test_static_member_rejoining_with_other_metadata_keeps_the_generation() -> None:
+    """Kafka rebalances a Stable group on a static member's return only if the protocol the
+    group would select changes; new subscription bytes for the same protocol do not."""
+
+    async def main() -> None:
+        gc = GroupCoordinator()
+        leader, _ = await stable_pair(gc, static_leader=True)
+        changed = [("range", b"meta-r, generation -1"), ("roundrobin", b"meta-rr2")]
+        back = await gc.join_group(**join_args(group_instance_id="i1", protocols=changed))
+        assert back.error == ErrorCode.none and gc.group_state("g") == STABLE
+        assert back.generation_id == leader.generation_id
+        # A protocol the group would not choose any more does rebalance.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: gc.join_group(
+                    **join_args(group_instance_id="i1", protocols=[("roundrobin", b"x")])
+                )
+            )
+            await anyio.sleep(0.01)
+            assert gc.group_state("g") == PREPARING
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
