@@ -244,6 +244,15 @@ class GroupCoordinator:
             return JoinResult(ErrorCode.coordinator_not_available, member_id)
         if not group.supports(protocol_type, protocols):
             return JoinResult(ErrorCode.inconsistent_group_protocol, member_id)
+        log.debug(
+            "group %s: JoinGroup from %r (instance %r) in %s generation %d, protocols %s",
+            group_id,
+            member_id,
+            group_instance_id,
+            group.state,
+            group.generation_id,
+            [(n, len(m)) for n, m in protocols],
+        )
         now = anyio.current_time()
         if not member_id:
             return await self._join_unknown_member(
@@ -526,7 +535,16 @@ class GroupCoordinator:
         now = anyio.current_time()
         for m in joined:
             assert m.join_waiter is not None
-            m.join_waiter.set(self._join_result(group, m))
+            result = self._join_result(group, m)
+            log.debug(
+                "group %s: JoinGroup answer to %s: generation %d, leader %s, members %s",
+                group.group_id,
+                m.member_id,
+                result.generation_id,
+                result.leader,
+                [mid for mid, _, _ in result.members],
+            )
+            m.join_waiter.set(result)
             m.join_waiter = None
             m.last_heartbeat = now
 
@@ -562,6 +580,16 @@ class GroupCoordinator:
         assignments: dict[str, bytes],
     ) -> SyncResult:
         group = self.groups.get(group_id)
+        log.debug(
+            "group %s: SyncGroup from %r generation %d in %s generation %s, %d assignment(s) %s",
+            group_id,
+            member_id,
+            generation_id,
+            group.state if group else None,
+            group.generation_id if group else None,
+            len(assignments),
+            {m: len(a) for m, a in assignments.items()},
+        )
         if group is None or group.state == DEAD:
             return SyncResult(ErrorCode.unknown_member_id)
         error = self._check_member(group, member_id, group_instance_id)
@@ -616,6 +644,22 @@ class GroupCoordinator:
         self, *, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None
     ) -> ErrorCode:
         group = self.groups.get(group_id)
+        error = self._heartbeat(group, generation_id, member_id, group_instance_id)
+        if error is not ErrorCode.none:  # the NONE answers, twice a second a member, are noise
+            log.debug(
+                "group %s: Heartbeat from %r generation %d in %s generation %s: %s",
+                group_id,
+                member_id,
+                generation_id,
+                group.state if group else None,
+                group.generation_id if group else None,
+                error.name,
+            )
+        return error
+
+    def _heartbeat(
+        self, group: Group | None, generation_id: int, member_id: str, group_instance_id: str | None
+    ) -> ErrorCode:
         if group is None or group.state in (DEAD, EMPTY):
             return ErrorCode.unknown_member_id
         error = self._check_member(group, member_id, group_instance_id)
@@ -640,6 +684,13 @@ class GroupCoordinator:
             return ErrorCode.unknown_member_id, []
         results: list[tuple[str, str | None, ErrorCode]] = []
         for member_id, instance_id in members:
+            log.debug(
+                "group %s: LeaveGroup of %r (instance %r) in %s",
+                group_id,
+                member_id,
+                instance_id,
+                group.state,
+            )
             if instance_id is not None:
                 known = group.static_members.get(instance_id)
                 if known is None:

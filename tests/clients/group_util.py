@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -91,6 +93,11 @@ class ThreadMember:
     def _close(self, client: Any) -> None:
         client.close()
 
+    def stack(self) -> str:
+        """Where the client's thread is now: to explain a member that stopped making progress."""
+        frame = sys._current_frames().get(self._thread.ident or -1)
+        return "".join(traceback.format_stack(frame)) if frame is not None else "(not running)"
+
     def close(self) -> None:
         self._stop.set()
         assert self._closed.wait(30), "consumer did not close"
@@ -145,6 +152,17 @@ def parts(tps: Any) -> frozenset[int]:
 
 
 class KafkaPythonMember(ThreadMember):
+    """Knows its topics' partitions before it first joins: kafka-python (3.0.12) can lose a
+    rejoin that metadata started. Its ConsumerCoordinator.need_rejoin() answers True for a leader
+    whose assignment was made on older metadata (assignment snapshot != metadata snapshot) without
+    setting rejoin_needed, and ignores a join still in flight (the Java client's
+    rejoinNeededOrPending() does both). The leader's _perform_assignment takes the new snapshot
+    before its SyncGroup is answered, so when poll(timeout_ms=100) gives up waiting on the
+    JoinGroup (held by the coordinator until the others rejoin), the next poll() no longer calls
+    ensure_active_group(): the SyncGroup answer is never handled, heartbeats stay disabled, the
+    member keeps no partitions and its session expires. A leader that first joins before its
+    metadata names the topic assigns nothing, and then takes that path; against Kafka as well."""
+
     def _open(self) -> Any:
         from kafka import KafkaConsumer
 
@@ -157,6 +175,8 @@ class KafkaPythonMember(ThreadMember):
             **{**COMMON, **self.extra},
         )
         consumer.subscribe(self.topics)
+        # topics() fetches metadata now, which also updates the coordinator's snapshot.
+        wait_until(lambda: set(self.topics) <= consumer.topics(), f"metadata of {self.topics}", 30)
         return consumer
 
     def _poll(self, client: Any) -> None:
