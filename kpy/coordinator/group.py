@@ -39,6 +39,7 @@ consumer protocol, and the administrative APIs.
 from __future__ import annotations
 
 import logging
+import struct
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -184,6 +185,23 @@ class GroupCoordinator:
     def group_state(self, group_id: str) -> str | None:
         group = self.groups.get(group_id)
         return group.state if group is not None else None
+
+    def subscribed_topics(self, group_id: str) -> set[str] | None:
+        """The topics a "consumer" group's members subscribe to, from their protocol metadata
+        (Kafka's ClassicGroup.computeSubscribedTopics); None when they cannot be known (another
+        protocol type, or metadata that does not parse)."""
+        group = self.groups.get(group_id)
+        if group is None or not group.members:
+            return set()
+        if group.protocol_type != "consumer" or group.protocol_name is None:
+            return None
+        topics: set[str] = set()
+        for member in group.members.values():
+            parsed = parse_subscription_topics(member.metadata(group.protocol_name))
+            if parsed is None:
+                return None
+            topics |= parsed
+        return topics
 
     def is_empty(self, group_id: str) -> bool:
         group = self.groups.get(group_id)
@@ -750,3 +768,23 @@ class GroupCoordinator:
         group.state = DEAD
         del self.groups[group_id]
         return ErrorCode.none
+
+
+def parse_subscription_topics(metadata: bytes) -> set[str] | None:
+    """The topics of a ConsumerProtocolSubscription (any version: each starts with an int16
+    version and an array of topic names, in the non-flexible encoding), or None if malformed."""
+    try:
+        pos = 2
+        (count,) = struct.unpack_from(">i", metadata, pos)
+        pos += 4
+        topics = set()
+        for _ in range(max(count, 0)):
+            (length,) = struct.unpack_from(">h", metadata, pos)
+            pos += 2
+            if length < 0 or pos + length > len(metadata):
+                return None
+            topics.add(metadata[pos : pos + length].decode())
+            pos += length
+        return topics
+    except (struct.error, UnicodeDecodeError):
+        return None

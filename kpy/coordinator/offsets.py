@@ -113,6 +113,8 @@ class GroupMembership(Protocol):
 
     def is_empty(self, group_id: str) -> bool: ...
 
+    def subscribed_topics(self, group_id: str) -> set[str] | None: ...
+
 
 # --- Placement -----------------------------------------------------------------------------
 

@@ -5,13 +5,10 @@ INVALID_GROUP_ID for the empty group id; GROUP_ID_NOT_FOUND for a group that nei
 coordinator knows nor has committed offsets (a group that has only offsets is Kafka's Empty
 "simple group"), or that is Dead. Then, per partition: UNKNOWN_TOPIC_OR_PARTITION where the
 topic or partition does not exist (KafkaApis checks metadata); GROUP_SUBSCRIBED_TO_TOPIC while
-the group has members (any state but Empty); otherwise NONE, with a tombstone written for each
-partition that had an offset.
-
-Differs from Kafka: Kafka answers GROUP_SUBSCRIBED_TO_TOPIC only for the topics the members'
-subscriptions name, and NON_EMPTY_GROUP (at the top) for a non-empty group whose protocol type
-is not "consumer" (it cannot know their subscriptions). kpy's coordinator does not expose
-subscriptions yet, so every topic of a non-empty group counts as subscribed. A failed append
+a member of the group subscribes to the topic (from the classic members' consumer protocol
+metadata, or a KIP-848 group's subscriptions); NON_EMPTY_GROUP at the top for a non-empty classic
+group whose subscriptions cannot be read (not the "consumer" protocol); otherwise NONE, with a
+tombstone written for each partition that had an offset. A failed append
 answers NOT_COORDINATOR (a storage error) or UNKNOWN_SERVER_ERROR at the top, as Kafka's
 coordinator maps them. No ACLs.
 """
@@ -43,11 +40,22 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     group_id = request.group_id
     if not group_id:
         return _error_response(ctx, request, ErrorCode.invalid_group_id)
-    state = groups.group_state(group_id)
-    if state == DEAD or (state is None and not offsets.has_offsets(group_id)):
-        return _error_response(ctx, request, ErrorCode.group_id_not_found)
-
-    subscribed = state not in (None, EMPTY)
+    consumer_groups: Any = getattr(broker, "consumer_groups", None)
+    if consumer_groups is not None and group_id in consumer_groups.groups:
+        # A KIP-848 group: the members' subscriptions are known.
+        cgroup = consumer_groups.groups[group_id]
+        subscribed: set[str] = {
+            t for m in cgroup.members.values() for t in m.subscribed_topic_names
+        } | set(cgroup.subscription_metadata)
+    else:
+        state = groups.group_state(group_id)
+        if state == DEAD or (state is None and not offsets.has_offsets(group_id)):
+            return _error_response(ctx, request, ErrorCode.group_id_not_found)
+        readable = set() if state in (None, EMPTY) else groups.subscribed_topics(group_id)
+        if readable is None:
+            # Members whose subscriptions Kafka cannot read (not the consumer protocol).
+            return _error_response(ctx, request, ErrorCode.non_empty_group)
+        subscribed = readable
     answers: list[tuple[str, list[tuple[int, ErrorCode]]]] = []
     doomed: list[tuple[str, int]] = []
     for topic in request.topics:
@@ -56,7 +64,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             index = p.partition_index
             if broker.logs.get_log(topic.name, index) is None:
                 error = ErrorCode.unknown_topic_or_partition
-            elif subscribed:
+            elif topic.name in subscribed:
                 error = ErrorCode.group_subscribed_to_topic
             else:
                 error = ErrorCode.none

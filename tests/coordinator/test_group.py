@@ -328,3 +328,29 @@ def test_static_member_rejoining_with_other_metadata_keeps_the_generation() -> N
             tg.cancel_scope.cancel()
 
     anyio.run(main)
+
+
+def test_subscribed_topics_come_from_consumer_protocol_metadata() -> None:
+    import struct
+
+    from kpy.coordinator.group import parse_subscription_topics
+
+    def subscription(*topics: str) -> bytes:
+        body = struct.pack(">hi", 1, len(topics))
+        for t in topics:
+            body += struct.pack(">h", len(t)) + t.encode()
+        return body + struct.pack(">i", -1)  # no user data
+
+    assert parse_subscription_topics(subscription("a", "b")) == {"a", "b"}
+    assert parse_subscription_topics(b"\x00") is None
+
+    async def main() -> None:
+        gc = GroupCoordinator()
+        assert gc.subscribed_topics("g") == set()
+        r = await gc.join_group(
+            **join_args(group_instance_id="i", protocols=[("range", subscription("t1", "t2"))])
+        )
+        assert r.error == ErrorCode.none
+        assert gc.subscribed_topics("g") == {"t1", "t2"}
+
+    anyio.run(main)

@@ -307,6 +307,7 @@ class StandInGroups:
 
     states: dict[str, str] = field(default_factory=dict)
     verdict: ErrorCode = ErrorCode.none
+    subscriptions: dict[str, set[str] | None] = field(default_factory=dict)
     calls: list[tuple[str, str, int, str | None]] = field(default_factory=list)
 
     def validate_offset_commit(
@@ -320,6 +321,9 @@ class StandInGroups:
 
     def is_empty(self, group_id: str) -> bool:
         return self.states.get(group_id, "Empty") == "Empty"
+
+    def subscribed_topics(self, group_id: str) -> set[str] | None:
+        return self.subscriptions.get(group_id, set())
 
 
 @pytest.fixture(scope="module")
@@ -649,11 +653,17 @@ def test_offset_delete(h: Harness) -> None:
     assert set(h.offsets.fetch("g")) == {("t", 1), ("u", 0)}
 
     h.groups.states["g"] = "Stable"
+    h.groups.subscriptions["g"] = {"t"}
     resp = h.call(h.handlers.delete, delete_req("g", [("t", 1), ("x", 0)]))
     assert errors_of(resp) == {
         ("t", 1): ErrorCode.group_subscribed_to_topic,
         ("x", 0): ErrorCode.unknown_topic_or_partition,
     }
+    # Members whose subscriptions cannot be read: the whole request is NON_EMPTY_GROUP.
+    h.groups.subscriptions["g"] = None
+    resp = h.call(h.handlers.delete, delete_req("g", [("t", 1)]))
+    assert (resp.error_code, resp.topics) == (ErrorCode.non_empty_group, ())
+    h.groups.subscriptions["g"] = {"u"}
     h.groups.states["g"] = "Empty"
     resp = h.call(h.handlers.delete, delete_req("g", [("t", 1)]))
     assert errors_of(resp) == {("t", 1): ErrorCode.none}
