@@ -113,25 +113,31 @@ class ConfluentMember(ThreadMember):
 
     def __init__(self, bootstrap: str, group: str, topics: list[str], **extra: Any) -> None:
         self.events: list[tuple[str, frozenset[int]]] = []
+        self.errors: list[str] = []
         self.member_id = ""
         super().__init__(bootstrap, group, topics, **extra)
 
     def _open(self) -> Any:
         from confluent_kafka import Consumer
 
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": self.group,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-                "heartbeat.interval.ms": 500,
-                "max.poll.interval.ms": 20000,
-                "enable.auto.commit": True,
-                "auto.commit.interval.ms": 200,
-                **self.extra,
-            }
-        )
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "group.id": self.group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 200,
+        }
+        if self.extra.get("group.protocol") != "consumer":
+            # Classic protocol timings; with KIP-848 the broker sets them, and librdkafka
+            # refuses them in its configuration.
+            config.update(
+                {
+                    "session.timeout.ms": 6000,
+                    "heartbeat.interval.ms": 500,
+                    "max.poll.interval.ms": 20000,
+                }
+            )
+        consumer = Consumer({**config, **self.extra})
         consumer.subscribe(
             self.topics,
             on_assign=lambda c, tps: self.events.append(("assign", parts(tps))),
@@ -141,8 +147,11 @@ class ConfluentMember(ThreadMember):
 
     def _poll(self, client: Any) -> None:
         msg = client.poll(0.1)
-        if msg is not None and msg.error() is None:
-            self.values.append(msg.value())
+        if msg is not None:
+            if msg.error() is None:
+                self.values.append(msg.value())
+            else:
+                self.errors.append(str(msg.error()))
         self.owned = frozenset(tp.partition for tp in client.assignment())
         self.member_id = client.memberid() or ""
 

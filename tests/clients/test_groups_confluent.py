@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 
@@ -16,6 +15,8 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from kpy_process import KpyProcess  # noqa: E402
+
+from clients.group_util import ConfluentMember  # noqa: E402
 
 TOPIC = "grouped"
 PARTITIONS = 6
@@ -31,40 +32,8 @@ def setup_topic(bootstrap: str, count: int, start: int = 0) -> None:
     assert p.flush(30) == 0
 
 
-class Member:
-    """A consumer polling on its own thread, recording what it gets and what it owns."""
-
-    def __init__(self, bootstrap: str, group: str, **extra: object) -> None:
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-                "heartbeat.interval.ms": 500,
-                "enable.auto.commit": True,
-                "auto.commit.interval.ms": 200,
-                **extra,
-            }
-        )
-        self.consumer.subscribe([TOPIC])
-        self.values: list[bytes] = []
-        self.owned: set[int] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            msg = self.consumer.poll(0.1)
-            if msg is not None and msg.error() is None:
-                self.values.append(msg.value())
-            self.owned = {tp.partition for tp in self.consumer.assignment()}
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.consumer.close()
+def member(bootstrap: str, group: str) -> ConfluentMember:
+    return ConfluentMember(bootstrap, group, [TOPIC])
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -76,7 +45,7 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> Non
 
 def test_members_split_partitions_and_take_over(kpy: KpyProcess) -> None:
     setup_topic(kpy.bootstrap, 600)
-    members = [Member(kpy.bootstrap, "g1") for _ in range(3)]
+    members = [member(kpy.bootstrap, "g1") for _ in range(3)]
     try:
         wait_until(
             lambda: (
@@ -118,7 +87,7 @@ def test_a_killed_member_loses_its_partitions_after_the_session_timeout(kpy: Kpy
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, kpy.bootstrap], stdout=subprocess.PIPE, text=True
     )
-    members = [Member(kpy.bootstrap, "g2") for _ in range(2)]
+    members = [member(kpy.bootstrap, "g2") for _ in range(2)]
     try:
         wait_until(lambda: sorted(len(m.owned) for m in members) == [2, 2], "a three-way split")
         child.kill()
