@@ -4,6 +4,7 @@ from kpy.handlers import (  # noqa: F401  (imported for their registrations)
     api_versions,
     consumer_group_describe,
     consumer_group_heartbeat,
+    create_partitions,
     create_topics,
     delete_groups,
     delete_topics,

@@ -8,7 +8,6 @@ Everything tested here passes against kpy. Gaps the same tools hit (checked by h
 tested here; the next steps):
 - ``kafka-topics --describe`` and ``kafka-configs --describe``: "The node does not support
   DESCRIBE_CONFIGS" (kpy lacks DescribeConfigs, API key 32).
-- ``kafka-topics --alter --partitions N``: "does not support CREATE_PARTITIONS" (key 37).
 - ``kafka-configs --alter --add-config``: INCREMENTAL_ALTER_CONFIGS not supported (key 44).
 - ``kafka-delete-records``: "does not support DELETE_RECORDS" (key 21).
 Working by hand as well: ``kafka-topics --delete``, ``kafka-broker-api-versions``,
@@ -80,6 +79,49 @@ def test_topics_create_and_list(kpy: KpyProcess) -> None:
     again = tool("kafka-topics", "--bootstrap-server", b, "--create", "--topic", "plain")
     assert again.returncode != 0
     assert "already exists" in again.stdout + again.stderr
+
+
+def test_topics_alter_partitions(kpy: KpyProcess) -> None:
+    b = kpy.bootstrap
+    ok(
+        tool(
+            "kafka-topics",
+            "--bootstrap-server",
+            b,
+            "--create",
+            "--topic",
+            "grow",
+            "--partitions",
+            "2",
+        )
+    )
+    ok(
+        tool(
+            "kafka-topics",
+            "--bootstrap-server",
+            b,
+            "--alter",
+            "--topic",
+            "grow",
+            "--partitions",
+            "5",
+        )
+    )
+    assert sorted(p.name for p in kpy.data_dir.glob("grow-*")) == [f"grow-{i}" for i in range(5)]
+    shrink = tool(
+        "kafka-topics", "--bootstrap-server", b, "--alter", "--topic", "grow", "--partitions", "3"
+    )
+    assert shrink.returncode != 0
+    assert "would not be an increase" in shrink.stdout + shrink.stderr
+    # The new partitions take records.
+    ok(
+        tool(
+            "kafka-console-producer", "--bootstrap-server", b, "--topic", "grow",
+            "--property", "parse.key=false", stdin="x\n",
+        )
+    )  # fmt: skip
+    offsets = ok(tool("kafka-get-offsets", "--bootstrap-server", b, "--topic", "grow"))
+    assert sorted(line.split(":")[1] for line in offsets.split()) == [str(i) for i in range(5)]
 
 
 def test_console_producer_then_consumer_in_order(kpy: KpyProcess) -> None:

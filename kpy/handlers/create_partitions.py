@@ -1,0 +1,91 @@
+"""CreatePartitions (key 37), v0-v3: grows a topic, as `kafka-topics --alter --partitions` asks.
+
+Checks and messages as Kafka's controller (ReplicationControlManager.createPartitions): the
+topic must exist, the count must increase, manual assignments must cover exactly the new
+partitions and name this broker only; a name given twice is INVALID_REQUEST. validate_only
+checks without creating. New partitions are empty and start at offset 0.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy.handlers.registry import error_response, handles
+from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
+
+KEY = 37
+
+
+@handles(KEY, "CreatePartitions", 0, 3)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    broker = ctx.broker
+    counts = Counter(t.name for t in request.topics)
+    results: list[tuple[str, ErrorCode, str | None]] = [
+        (name, ErrorCode.invalid_request, "Duplicate topic name.")
+        for name, n in sorted(counts.items())
+        if n > 1
+    ]
+    for topic in request.topics:
+        if counts[topic.name] > 1:
+            continue
+        error, message = _check(ctx, topic)
+        if error is ErrorCode.none and not request.validate_only:
+            async with broker.admin_lock:
+                # On the loop thread: no request sees the topic grown before its logs exist.
+                broker.logs.create_partitions(topic.name, topic.count)
+        results.append((topic.name, error, message))
+    return _response(ctx, results)
+
+
+def _check(ctx: RequestContext, topic: Any) -> tuple[ErrorCode, str | None]:
+    info = ctx.broker.logs.topic(topic.name)
+    if info is None:
+        return ErrorCode.unknown_topic_or_partition, f"Unable to find topic {topic.name}"
+    current = info.partitions
+    if topic.count < current:
+        return (
+            ErrorCode.invalid_partitions,
+            f"The topic {topic.name} currently has {current} partition(s); {topic.count} would "
+            "not be an increase.",
+        )
+    if topic.count == current:
+        return ErrorCode.invalid_partitions, f"Topic already has {current} partition(s)."
+    if topic.assignments is not None:
+        added = topic.count - current
+        if len(topic.assignments) != added:
+            return (
+                ErrorCode.invalid_replica_assignment,
+                f"Attempted to add {added} additional partition(s), but only "
+                f"{len(topic.assignments)} assignment(s) were specified.",
+            )
+        node = ctx.broker.node_id
+        if any(list(a.broker_ids) != [node] for a in topic.assignments):
+            return (
+                ErrorCode.invalid_replica_assignment,
+                f"The manual partition assignment includes broker(s) other than {node}, the only "
+                "one registered.",
+            )
+    return ErrorCode.none, None
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    return _response(ctx, [(t.name, error, None) for t in request.topics])
+
+
+def _response(ctx: RequestContext, results: list[tuple[str, ErrorCode, str | None]]) -> Any:
+    mod = response_module(KEY, ctx.version)
+    return make(
+        mod.CreatePartitionsResponse,
+        throttle_time=0,
+        results=tuple(
+            make(mod.CreatePartitionsTopicResult, name=n, error_code=e, error_message=m)
+            for n, e, m in results
+        ),
+    )
