@@ -22,6 +22,8 @@ from array import array
 from bisect import bisect_left
 from pathlib import Path
 
+from kpy.storage.errors import CorruptIndex
+
 
 class IndexFile:
     """An append-only file of fixed-size entries, opened with O_APPEND.
@@ -123,6 +125,25 @@ class AbstractIndex:
         self.base_offset = base_offset
         self.max_entries = max(max_index_size // self.ENTRY_SIZE, 1)
         self._file = IndexFile(path, self.ENTRY_SIZE)
+        try:
+            data = self._file.read_all()
+            if len(data) % self.ENTRY_SIZE:
+                raise CorruptIndex(
+                    f"{path}: length {len(data)} is not a multiple of {self.ENTRY_SIZE}"
+                )
+            self._load(data)
+            self._check_order()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _load(self, data: bytes) -> None:
+        """Parse the file's entries into the arrays and set ``_offsets`` and ``_columns``."""
+        raise NotImplementedError
+
+    def _check_order(self) -> None:
+        """Raise CorruptIndex unless the entries are ordered as the format requires."""
+        raise NotImplementedError
 
     @property
     def entries(self) -> int:

@@ -55,16 +55,10 @@ class OffsetIndex(AbstractIndex):
         self, path: Path, base_offset: int, max_index_size: int = DEFAULT_MAX_INDEX_SIZE
     ) -> None:
         super().__init__(path, base_offset, max_index_size)
-        try:
-            data = self._file.read_all()
-            if len(data) % self.ENTRY_SIZE:
-                raise CorruptIndex(f"{path}: length {len(data)} is not a multiple of 8")
-            self._offsets, self._positions = _unpack_pairs(data)
-            self._columns = (self._offsets, self._positions)
-            self._check_order()
-        except BaseException:
-            self._file.close()
-            raise
+
+    def _load(self, data: bytes) -> None:
+        self._offsets, self._positions = _unpack_pairs(data)
+        self._columns = (self._offsets, self._positions)
 
     def _check_order(self) -> None:
         offsets, positions = self._offsets, self._positions

@@ -44,20 +44,14 @@ class TimeIndex(AbstractIndex):
         self, path: Path, base_offset: int, max_index_size: int = DEFAULT_MAX_INDEX_SIZE
     ) -> None:
         super().__init__(path, base_offset, max_index_size)
-        try:
-            data = self._file.read_all()
-            if len(data) % self.ENTRY_SIZE:
-                raise CorruptIndex(f"{path}: length {len(data)} is not a multiple of 12")
-            self._timestamps: array[int] = array("q")
-            self._offsets: array[int] = array("i")
-            for timestamp, relative in _ENTRY.iter_unpack(data):
-                self._timestamps.append(timestamp)
-                self._offsets.append(relative)
-            self._columns = (self._timestamps, self._offsets)
-            self._check_order()
-        except BaseException:
-            self._file.close()
-            raise
+
+    def _load(self, data: bytes) -> None:
+        self._timestamps: array[int] = array("q")
+        self._offsets = array("i")
+        for timestamp, relative in _ENTRY.iter_unpack(data):
+            self._timestamps.append(timestamp)
+            self._offsets.append(relative)
+        self._columns = (self._timestamps, self._offsets)
 
     def _check_order(self) -> None:
         timestamps, offsets = self._timestamps, self._offsets
