@@ -61,6 +61,14 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+def create_and_fill(bootstrap: str, topic: str, lines: str) -> None:
+    """A one-partition topic made by kafka-topics, fed ``lines`` by kafka-console-producer."""
+    ok(tool("kafka-topics", "--bootstrap-server", bootstrap, "--create", "--topic", topic,
+            "--partitions", "1"))  # fmt: skip
+    ok(tool("kafka-console-producer", "--bootstrap-server", bootstrap, "--topic", topic,
+            stdin=lines))  # fmt: skip
+
+
 def test_topics_create_and_list(kpy: KpyProcess) -> None:
     b = kpy.bootstrap
     out = ok(
@@ -156,20 +164,7 @@ def test_console_producer_then_consumer_in_order(kpy: KpyProcess) -> None:
 
 def test_console_consumer_group_then_describe(kpy: KpyProcess) -> None:
     b = kpy.bootstrap
-    ok(
-        tool(
-            "kafka-topics",
-            "--bootstrap-server",
-            b,
-            "--create",
-            "--topic",
-            "grp",
-            "--partitions",
-            "1",
-        )
-    )
-    ok(tool("kafka-console-producer", "--bootstrap-server", b, "--topic", "grp",
-            stdin="".join(f"m{i}\n" for i in range(10))))  # fmt: skip
+    create_and_fill(b, "grp", "".join(f"m{i}\n" for i in range(10)))
     out = ok(
         tool(
             "kafka-console-consumer", "--bootstrap-server", b, "--topic", "grp", "--group", "g",
@@ -193,20 +188,7 @@ def test_console_consumer_group_then_describe(kpy: KpyProcess) -> None:
 
 def test_dump_log_reads_kpy_segments(kpy: KpyProcess) -> None:
     b = kpy.bootstrap
-    ok(
-        tool(
-            "kafka-topics",
-            "--bootstrap-server",
-            b,
-            "--create",
-            "--topic",
-            "dump",
-            "--partitions",
-            "1",
-        )
-    )
-    ok(tool("kafka-console-producer", "--bootstrap-server", b, "--topic", "dump",
-            stdin="".join(f"v{i}\n" for i in range(5))))  # fmt: skip
+    create_and_fill(b, "dump", "".join(f"v{i}\n" for i in range(5)))
     part = kpy.data_dir / "dump-0"
     out = ok(
         tool(
