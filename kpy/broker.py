@@ -13,11 +13,13 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 from kio.schema.errors import ErrorCode
 
+from kpy import configs
 from kpy.config import BrokerConfig, Listener
 from kpy.coordinator.consumer_group import ConsumerGroupCoordinator
 from kpy.coordinator.group import GroupCoordinator
@@ -89,6 +91,18 @@ class PartitionWaiters:
                 event.set()
 
 
+def _load_dynamic_configs(config: BrokerConfig, data_dir: Path) -> None:
+    """The broker settings changed at run time before; ignored (and logged) when they no longer
+    apply, as Kafka drops invalid dynamic configs."""
+    try:
+        configs.load_dynamic(config, data_dir)
+        LogConfig.from_properties(config.topic_defaults())
+    except (OSError, ValueError, se.InvalidConfig) as e:
+        log.error("ignoring the dynamic broker configs in %s: %s", data_dir, e)
+        config.dynamic, config.dynamic_default = {}, {}
+        config.merge()
+
+
 class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         import kpy.handlers  # noqa: F401  (registers every handler)
@@ -97,6 +111,7 @@ class Broker:
         self.node_id = config.node_id
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        _load_dynamic_configs(config, data_dir)
         self.logs = LogManager.open(data_dir, config.topic_defaults(), node_id=self.node_id)
         logs = self.logs.logs()
         if self.logs.had_clean_shutdown:

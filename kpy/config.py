@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kpy.storage.config import LogConfig
+from kpy.storage.errors import InvalidConfig
+
 log = logging.getLogger(__name__)
 
 # Broker-level defaults, as Apache Kafka 4.x ships them.
@@ -29,11 +32,36 @@ DEFAULTS: dict[str, str] = {
     "log.segment.bytes": "1073741824",
     "log.roll.ms": "",
     "log.roll.hours": "168",
+    "log.roll.jitter.ms": "",
+    "log.roll.jitter.hours": "0",
+    "log.retention.ms": "",
+    "log.retention.minutes": "",
+    "log.retention.hours": "168",
+    "log.retention.bytes": "-1",
+    "log.retention.check.interval.ms": "300000",
+    "log.cleanup.policy": "delete",
+    "log.cleaner.delete.retention.ms": "86400000",
+    "log.cleaner.min.compaction.lag.ms": "0",
+    "log.cleaner.max.compaction.lag.ms": "9223372036854775807",
+    "log.cleaner.min.cleanable.ratio": "0.5",
+    "log.segment.delete.delay.ms": "60000",
+    "log.preallocate": "false",
+    "log.message.timestamp.after.max.ms": "3600000",
+    "log.message.timestamp.before.max.ms": "9223372036854775807",
+    "log.local.retention.ms": "-2",
+    "log.local.retention.bytes": "-2",
+    "compression.type": "producer",
+    "compression.gzip.level": "-1",
+    "compression.lz4.level": "9",
+    "compression.zstd.level": "3",
+    "min.insync.replicas": "1",
+    "unclean.leader.election.enable": "false",
     "log.index.interval.bytes": "4096",
     "log.index.size.max.bytes": "10485760",
     "log.message.timestamp.type": "CreateTime",
     "log.flush.offset.checkpoint.interval.ms": "60000",
     "log.flush.interval.ms": "",
+    "log.flush.scheduler.interval.ms": "9223372036854775807",
     "log.flush.interval.messages": "9223372036854775807",
     "replica.fetch.max.bytes": "1048576",
     "producer.id.expiration.ms": "86400000",
@@ -52,16 +80,42 @@ DEFAULTS: dict[str, str] = {
     "offset.metadata.max.bytes": "4096",
 }
 
-# Topic config name -> the broker config that supplies its default (Kafka's synonyms).
-TOPIC_CONFIG_SYNONYMS: dict[str, str] = {
-    "segment.bytes": "log.segment.bytes",
-    "segment.ms": "log.roll.ms",
-    "segment.index.bytes": "log.index.size.max.bytes",
-    "index.interval.bytes": "log.index.interval.bytes",
-    "max.message.bytes": "message.max.bytes",
-    "message.timestamp.type": "log.message.timestamp.type",
-    "flush.ms": "log.flush.interval.ms",
-    "flush.messages": "log.flush.interval.messages",
+# Topic config -> its broker synonyms, highest priority first, with the factor that turns the
+# broker setting into the topic config's unit (Kafka's ServerTopicConfigSynonyms).
+_H = 3_600_000
+TOPIC_CONFIG_SYNONYMS: dict[str, list[tuple[str, int]]] = {
+    "segment.bytes": [("log.segment.bytes", 1)],
+    "segment.ms": [("log.roll.ms", 1), ("log.roll.hours", _H)],
+    "segment.jitter.ms": [("log.roll.jitter.ms", 1), ("log.roll.jitter.hours", _H)],
+    "segment.index.bytes": [("log.index.size.max.bytes", 1)],
+    "flush.messages": [("log.flush.interval.messages", 1)],
+    "flush.ms": [("log.flush.interval.ms", 1), ("log.flush.scheduler.interval.ms", 1)],
+    "retention.bytes": [("log.retention.bytes", 1)],
+    "retention.ms": [
+        ("log.retention.ms", 1),
+        ("log.retention.minutes", 60_000),
+        ("log.retention.hours", _H),
+    ],
+    "max.message.bytes": [("message.max.bytes", 1)],
+    "index.interval.bytes": [("log.index.interval.bytes", 1)],
+    "delete.retention.ms": [("log.cleaner.delete.retention.ms", 1)],
+    "min.compaction.lag.ms": [("log.cleaner.min.compaction.lag.ms", 1)],
+    "max.compaction.lag.ms": [("log.cleaner.max.compaction.lag.ms", 1)],
+    "file.delete.delay.ms": [("log.segment.delete.delay.ms", 1)],
+    "min.cleanable.dirty.ratio": [("log.cleaner.min.cleanable.ratio", 1)],
+    "cleanup.policy": [("log.cleanup.policy", 1)],
+    "unclean.leader.election.enable": [("unclean.leader.election.enable", 1)],
+    "min.insync.replicas": [("min.insync.replicas", 1)],
+    "compression.type": [("compression.type", 1)],
+    "compression.gzip.level": [("compression.gzip.level", 1)],
+    "compression.lz4.level": [("compression.lz4.level", 1)],
+    "compression.zstd.level": [("compression.zstd.level", 1)],
+    "preallocate": [("log.preallocate", 1)],
+    "message.timestamp.type": [("log.message.timestamp.type", 1)],
+    "message.timestamp.before.max.ms": [("log.message.timestamp.before.max.ms", 1)],
+    "message.timestamp.after.max.ms": [("log.message.timestamp.after.max.ms", 1)],
+    "local.retention.ms": [("log.local.retention.ms", 1)],
+    "local.retention.bytes": [("log.local.retention.bytes", 1)],
 }
 
 
@@ -110,19 +164,40 @@ def parse_listeners(value: str) -> list[Listener]:
 
 @dataclass
 class BrokerConfig:
-    props: dict[str, str] = field(default_factory=dict)
+    """The broker's settings in Kafka's layers, highest first: dynamic for this broker, dynamic
+    cluster default (both set through AlterConfigs, kept in the data directory), static (the
+    properties file and --override), and kpy's defaults."""
+
+    props: dict[str, str] = field(default_factory=dict)  # what is in force, all layers merged
+    static: dict[str, str] = field(default_factory=dict)
+    dynamic: dict[str, str] = field(default_factory=dict)
+    dynamic_default: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(
         cls, path: str | Path | None = None, overrides: dict[str, str] | None = None
     ) -> BrokerConfig:
-        props = dict(DEFAULTS)
+        static: dict[str, str] = {}
         if path is not None:
-            props.update(parse_properties(Path(path).read_text()))
-        props.update(overrides or {})
-        cfg = cls(props)
+            static.update(parse_properties(Path(path).read_text()))
+        static.update(overrides or {})
+        cfg = cls(static=static)
+        cfg.merge()
         cfg.validate()
         return cfg
+
+    def merge(self) -> None:
+        """Recompute ``props`` after a layer changed."""
+        self.props = {**DEFAULTS, **self.static, **self.dynamic_default, **self.dynamic}
+
+    def layers(self) -> list[tuple[str, dict[str, str]]]:
+        """(source, settings) from the highest layer down, by Kafka's ConfigSource names."""
+        return [
+            ("DYNAMIC_BROKER_CONFIG", self.dynamic),
+            ("DYNAMIC_DEFAULT_BROKER_CONFIG", self.dynamic_default),
+            ("STATIC_BROKER_CONFIG", self.static),
+            ("DEFAULT_CONFIG", {k: v for k, v in DEFAULTS.items() if v != ""}),
+        ]
 
     def validate(self) -> None:
         if not self.listeners:
@@ -131,6 +206,10 @@ class BrokerConfig:
             self.get_int(key)
         if self.props["log.message.timestamp.type"] not in ("CreateTime", "LogAppendTime"):
             raise ConfigError("log.message.timestamp.type must be CreateTime or LogAppendTime")
+        try:
+            LogConfig.from_properties(self.topic_defaults())
+        except InvalidConfig as e:
+            raise ConfigError(f"{e} (as a topic default)") from None
 
     def get(self, key: str) -> str:
         return self.props.get(key, DEFAULTS.get(key, ""))
@@ -170,12 +249,22 @@ class BrokerConfig:
         return Path(dirs.split(",")[0].strip())
 
     def topic_defaults(self) -> dict[str, str]:
-        """Topic configs that the broker's settings supply, by topic config name."""
+        """Topic configs that the broker's settings supply, by topic config name: for each, the
+        first of its broker synonyms that has a value (log.roll.ms before log.roll.hours),
+        converted to the topic config's unit, as Kafka's KafkaConfig.extractLogConfigMap."""
         out = {}
-        for topic_key, broker_key in TOPIC_CONFIG_SYNONYMS.items():
-            value = self.get(broker_key)
-            if topic_key == "segment.ms" and not value:
-                value = str(self.get_int("log.roll.hours") * 3_600_000)
-            if value:
+        for topic_key, synonyms in TOPIC_CONFIG_SYNONYMS.items():
+            for broker_key, factor in synonyms:
+                value = self.props.get(broker_key, "")
+                if value == "":
+                    continue
+                if factor != 1:
+                    try:
+                        value = str(int(value.strip()) * factor)
+                    except ValueError:
+                        raise ConfigError(
+                            f"{broker_key} must be an integer, not {value!r}"
+                        ) from None
                 out[topic_key] = value
+                break
         return out

@@ -488,6 +488,25 @@ class LogManager:
             self._logs[(name, partition)].config = config
         return updated
 
+    def check_default_config(self, overrides: Mapping[str, str]) -> None:
+        """Raise InvalidConfig if ``set_default_config(overrides)`` would."""
+        self._with_default(overrides)
+
+    def set_default_config(self, overrides: Mapping[str, str]) -> None:
+        """Replace the broker-supplied topic defaults (Kafka's dynamic broker configs); every open
+        log whose topic does not override a setting picks up the new value."""
+        self.default_config, configs = self._with_default(overrides)
+        for (topic, _), partition_log in self._logs.items():
+            partition_log.config = configs[topic]
+
+    def _with_default(self, overrides: Mapping[str, str]) -> tuple[LogConfig, dict[str, LogConfig]]:
+        default_config = LogConfig.from_properties(overrides)
+        configs = {
+            name: LogConfig.from_properties(info.configs, base=default_config)
+            for name, info in self._topics.items()
+        }
+        return default_config, configs
+
     def delete_topic(self, name: str) -> TopicInfo:
         """Forget a topic and delete its partition directories (via Kafka's ``-delete`` rename)."""
         info = self._topics.get(name)

@@ -52,10 +52,12 @@ def recovered_segments(log_text: str) -> int:
 
 
 def test_sigkill_mid_produce_keeps_every_acknowledged_message(tmp_path: Path) -> None:
-    broker = KpyProcess(tmp_path / "data", {"log.segment.bytes": "200000"}).start()
+    broker = KpyProcess(tmp_path / "data").start()
     try:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-        admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(10)
+        admin.create_topics(
+            [NewTopic(TOPIC, PARTITIONS, 1, config={"internal.segment.bytes": "200000"})]
+        )[TOPIC].result(10)
         acked: dict[int, dict[int, bytes]] = {p: {} for p in range(PARTITIONS)}
         stop = threading.Event()
 

@@ -1,6 +1,7 @@
 """Request handlers, one module per API key; importing this package registers them all."""
 
 from kpy.handlers import (  # noqa: F401  (imported for their registrations)
+    alter_configs,
     api_versions,
     consumer_group_describe,
     consumer_group_heartbeat,
@@ -8,10 +9,12 @@ from kpy.handlers import (  # noqa: F401  (imported for their registrations)
     create_topics,
     delete_groups,
     delete_topics,
+    describe_configs,
     describe_groups,
     fetch,
     find_coordinator,
     heartbeat,
+    incremental_alter_configs,
     init_producer_id,
     join_group,
     leave_group,

@@ -14,7 +14,11 @@ from kpy.storage.log import Log, LogConfig
 
 def test_log_config_from_kafka_names() -> None:
     config = LogConfig.from_properties(
-        {"segment.bytes": "1024", "message.timestamp.type": "LogAppendTime", "flush.ms": "5"}
+        {
+            "internal.segment.bytes": "1024",
+            "message.timestamp.type": "LogAppendTime",
+            "flush.ms": "5",
+        }
     )
     assert config.segment_bytes == 1024
     assert config.log_append_time

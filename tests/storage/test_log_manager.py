@@ -47,7 +47,7 @@ def test_fresh_data_dir_files(tmp_path: Path, opened: Opened) -> None:
 
 def test_create_topic_writes_kafka_files(tmp_path: Path, opened: Opened) -> None:
     manager = opened(LogManager.open(tmp_path))
-    info = manager.create_topic("orders", 3, {"segment.bytes": "2000"})
+    info = manager.create_topic("orders", 3, {"internal.segment.bytes": "2000"})
     assert info.partitions == 3
     for p in range(3):
         meta = (tmp_path / f"orders-{p}" / "partition.metadata").read_text()
@@ -58,7 +58,7 @@ def test_create_topic_writes_kafka_files(tmp_path: Path, opened: Opened) -> None
     assert manager.topic_by_id(info.topic_id) == info
     stored = json.loads((tmp_path / "kpy-topics.json").read_text())
     assert stored["topics"][0]["name"] == "orders"
-    assert stored["topics"][0]["configs"] == {"segment.bytes": "2000"}
+    assert stored["topics"][0]["configs"] == {"internal.segment.bytes": "2000"}
 
 
 def test_checkpoint_files_use_kafka_text_format(tmp_path: Path, opened: Opened) -> None:
@@ -76,11 +76,11 @@ def test_checkpoint_files_use_kafka_text_format(tmp_path: Path, opened: Opened) 
 
 
 def test_reopen_after_clean_close_keeps_ids_and_data(tmp_path: Path, opened: Opened) -> None:
-    manager = opened(LogManager.open(tmp_path, {"segment.bytes": "500"}))
+    manager = opened(LogManager.open(tmp_path, {"internal.segment.bytes": "500"}))
     info = manager.create_topic("t", 1)
     produce(manager, "t", 0, 30)
     manager.close()
-    again = opened(LogManager.open(tmp_path, {"segment.bytes": "500"}))
+    again = opened(LogManager.open(tmp_path, {"internal.segment.bytes": "500"}))
     assert not (tmp_path / ".kafka_cleanshutdown").exists()  # removed so a crash shows
     assert again.topics() == [info]
     log = again.get_log("t", 0)
@@ -92,7 +92,7 @@ def test_reopen_after_clean_close_keeps_ids_and_data(tmp_path: Path, opened: Ope
 
 
 def test_crash_leads_to_recovery_from_checkpoint(tmp_path: Path, opened: Opened) -> None:
-    manager = opened(LogManager.open(tmp_path, {"segment.bytes": "500"}))
+    manager = opened(LogManager.open(tmp_path, {"internal.segment.bytes": "500"}))
     manager.create_topic("t", 1)
     produce(manager, "t", 0, 30)
     manager.checkpoint()
@@ -101,7 +101,7 @@ def test_crash_leads_to_recovery_from_checkpoint(tmp_path: Path, opened: Opened)
     rolled = log.active_segment.base_offset
     assert log.recovery_point == rolled
     manager.abandon()  # crash: no close, no checkpoints, no clean shutdown marker
-    again = opened(LogManager.open(tmp_path, {"segment.bytes": "500"}))
+    again = opened(LogManager.open(tmp_path, {"internal.segment.bytes": "500"}))
     assert not again.had_clean_shutdown
     relog = again.get_log("t", 0)
     assert relog is not None

@@ -1,0 +1,260 @@
+"""Config resources as DescribeConfigs, AlterConfigs and IncrementalAlterConfigs see them.
+
+Topics: every topic config (kpy.storage.config.TOPIC_CONFIGS) with the value in force, where it
+comes from (the topic's override, a broker setting, or the default) and its synonyms, built the way
+Kafka's ConfigHelper builds them, quirks included (a synonym list is cut before the topic config's
+first broker synonym, so log.retention.hours alone shows no synonyms for retention.ms).
+
+Brokers: the settings kpy knows (kpy.config.DEFAULTS) plus any other key of the properties file,
+in Kafka's layers. ``BROKER_CONFIGS`` says which can change at run time: those that supply topic
+defaults, as in Kafka; others are read-only and AlterConfigs refuses them as Kafka does. Dynamic
+settings are kept in ``kpy-broker-configs.json`` in the data directory (Kafka keeps them in its
+metadata log) and applied to every partition log whose topic does not override them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from kpy.config import DEFAULTS, TOPIC_CONFIG_SYNONYMS, BrokerConfig
+from kpy.storage.config import TOPIC_CONFIGS, ConfigDef, ConfigType, at_least, one_of
+from kpy.storage.errors import InvalidConfig
+from kpy.storage.files import write_atomic
+
+BROKER_CONFIGS_FILE = "kpy-broker-configs.json"
+
+TOPIC = 2
+BROKER = 4
+BROKER_LOGGER = 8
+
+
+class ConfigSource(IntEnum):
+    UNKNOWN = 0
+    TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+    DYNAMIC_BROKER_LOGGER_CONFIG = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Synonym:
+    name: str
+    value: str | None
+    source: ConfigSource
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One config of a resource, as a DescribeConfigs result carries it."""
+
+    name: str
+    value: str | None
+    source: ConfigSource
+    read_only: bool
+    sensitive: bool
+    synonyms: tuple[Synonym, ...]
+    type: ConfigType
+    doc: str | None
+
+
+T = ConfigType
+_INT, _LONG, _STR, _BOOL = T.INT, T.LONG, T.STRING, T.BOOLEAN
+
+
+def _topic_default_def(topic_name: str) -> tuple[ConfigType, str]:
+    d = TOPIC_CONFIGS[topic_name]
+    return d.type, f"Default of the topic config {topic_name}: {d.doc[0].lower()}{d.doc[1:]}"
+
+
+# Broker settings: name -> (type, changeable at run time, what it does). The settings that
+# supply topic defaults are changeable, as in Kafka; kpy applies them to live logs.
+_BROKER: dict[str, tuple[ConfigType, bool, str]] = {
+    "node.id": (_INT, False, "This broker's id."),
+    "listeners": (_STR, False, "Addresses the broker listens on, NAME://host:port."),
+    "advertised.listeners": (_STR, False, "Addresses given to clients, when not listeners."),
+    "log.dirs": (_STR, False, "The data directory."),
+    "num.partitions": (_INT, False, "Partitions of a topic created without a count."),
+    "default.replication.factor": (
+        _INT,
+        False,
+        "Replication factor of topics created without one.",
+    ),
+    "auto.create.topics.enable": (_BOOL, False, "Create unknown topics on Metadata requests."),
+    "delete.topic.enable": (_BOOL, False, "Whether DeleteTopics may delete topics."),
+    "socket.request.max.bytes": (_INT, False, "Largest request the broker reads."),
+    "log.roll.hours": (_INT, False, "segment.ms default in hours, when log.roll.ms is unset."),
+    "log.roll.jitter.hours": (_INT, False, "segment.jitter.ms default in hours."),
+    "log.retention.hours": (_INT, False, "retention.ms default in hours."),
+    "log.retention.minutes": (_INT, False, "retention.ms default in minutes."),
+    "log.retention.check.interval.ms": (_LONG, False, "How often retention is checked."),
+    "log.flush.offset.checkpoint.interval.ms": (
+        _INT,
+        False,
+        "How often recovery points are saved.",
+    ),
+    "log.flush.scheduler.interval.ms": (
+        _LONG,
+        False,
+        "flush.ms default when log.flush.interval.ms is unset.",
+    ),
+    "replica.fetch.max.bytes": (_INT, False, "Bytes per partition a replica fetch may return."),
+    "producer.id.expiration.ms": (_INT, True, "How long an idle producer id is remembered."),
+    "group.initial.rebalance.delay.ms": (
+        _INT,
+        False,
+        "Wait before the first rebalance of a new group.",
+    ),
+    "group.min.session.timeout.ms": (_INT, False, "Smallest session timeout a member may ask for."),
+    "group.max.session.timeout.ms": (_INT, False, "Largest session timeout a member may ask for."),
+    "group.max.size": (_INT, False, "Most members of a classic group."),
+    "group.consumer.heartbeat.interval.ms": (_INT, False, "Heartbeat interval of consumer groups."),
+    "group.consumer.session.timeout.ms": (_INT, False, "Session timeout of consumer groups."),
+    "group.consumer.max.size": (_INT, False, "Most members of a consumer group."),
+    "offsets.topic.num.partitions": (_INT, False, "Partitions of __consumer_offsets."),
+    "offsets.retention.minutes": (_INT, False, "How long offsets of an empty group are kept."),
+    "offsets.retention.check.interval.ms": (_LONG, False, "How often expired offsets are removed."),
+    "offset.metadata.max.bytes": (_INT, False, "Largest metadata string of a committed offset."),
+}
+for _topic_name, _synonyms in TOPIC_CONFIG_SYNONYMS.items():
+    for _broker_name, _ in _synonyms:
+        if _broker_name not in _BROKER:
+            _kind, _doc = _topic_default_def(_topic_name)
+            _BROKER[_broker_name] = (_kind, True, _doc)
+
+_VALIDATORS = {
+    "num.partitions": at_least(1),
+    "log.segment.bytes": at_least(1048576),
+    "log.message.timestamp.type": one_of("CreateTime", "LogAppendTime"),
+}
+
+BROKER_CONFIGS: dict[str, ConfigDef] = {
+    name: ConfigDef(name, kind, DEFAULTS.get(name) or None, doc, _VALIDATORS.get(name))
+    for name, (kind, _, doc) in _BROKER.items()
+}
+DYNAMIC_BROKER_CONFIGS = frozenset(name for name, (_, dynamic, _) in _BROKER.items() if dynamic)
+
+# Broker settings that are one setting under several names (Kafka's brokerConfigSynonyms).
+_BROKER_SYNONYM_GROUPS = (
+    ("log.roll.ms", "log.roll.hours"),
+    ("log.roll.jitter.ms", "log.roll.jitter.hours"),
+    ("log.flush.interval.ms", "log.flush.scheduler.interval.ms"),
+    ("log.retention.ms", "log.retention.minutes", "log.retention.hours"),
+)
+
+
+def broker_synonyms(name: str) -> list[str]:
+    for group in _BROKER_SYNONYM_GROUPS:
+        # log.flush.scheduler.interval.ms is only a fallback of log.flush.interval.ms
+        if name in group and not (group[0] == "log.flush.interval.ms" and name != group[0]):
+            return list(group)
+    return [name]
+
+
+def _config_synonyms(config: BrokerConfig, name: str, names: list[str]) -> list[Synonym]:
+    """Kafka's ConfigHelper.configSynonyms: each layer, highest first, each synonym in order;
+    then everything before the first entry for ``name`` itself is dropped."""
+    found = [
+        Synonym(n, layer[n], ConfigSource[source])
+        for source, layer in config.layers()
+        for n in names
+        if n in layer
+    ]
+    for i, syn in enumerate(found):
+        if syn.name == name:
+            return found[i:]
+    return []
+
+
+def describe_topic(
+    config: BrokerConfig, overrides: Mapping[str, str], effective: Mapping[str, str]
+) -> list[Entry]:
+    """Every topic config of a topic with ``overrides`` whose values in force are ``effective``
+    (LogConfig.to_properties)."""
+    entries = []
+    for name, definition in TOPIC_CONFIGS.items():
+        value = effective.get(name, definition.default)
+        synonyms: list[Synonym] = []
+        broker = TOPIC_CONFIG_SYNONYMS.get(name)
+        if broker:
+            primary = broker[0][0]
+            synonyms = _config_synonyms(config, primary, broker_synonyms(primary))
+        if name in overrides:
+            synonyms.insert(0, Synonym(name, value, ConfigSource.TOPIC_CONFIG))
+        source = synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG
+        entries.append(
+            Entry(
+                name, value, source, False, False, tuple(synonyms), definition.type, definition.doc
+            )
+        )
+    return entries
+
+
+def describe_broker(config: BrokerConfig, per_broker: bool) -> list[Entry]:
+    """The broker's settings (``per_broker``) or the dynamic cluster defaults (resource name "")."""
+    if per_broker:
+        names = list(
+            dict.fromkeys([*DEFAULTS, *config.static, *config.dynamic_default, *config.dynamic])
+        )
+        values = config.props
+    else:
+        names = list(config.dynamic_default)
+        values = config.dynamic_default
+    entries = []
+    for name in names:
+        definition = BROKER_CONFIGS.get(name)
+        synonyms = _config_synonyms(config, name, broker_synonyms(name))
+        if not per_broker:
+            synonyms = [
+                s for s in synonyms if s.source is ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
+            ]
+        value = values.get(name)
+        entries.append(
+            Entry(
+                name,
+                value if value != "" else None,
+                synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG,
+                name not in DYNAMIC_BROKER_CONFIGS,
+                False,
+                tuple(synonyms),
+                definition.type if definition else ConfigType.UNKNOWN,
+                definition.doc if definition else None,
+            )
+        )
+    return entries
+
+
+def validate_broker_change(props: Mapping[str, str], per_broker: bool) -> None:
+    """Kafka's DynamicBrokerConfig.validateConfigs for the settings a change leaves in a
+    dynamic layer; ValueError carries Kafka's message (sent as INVALID_REQUEST)."""
+    fixed = sorted(n for n in props if n in BROKER_CONFIGS and n not in DYNAMIC_BROKER_CONFIGS)
+    if fixed:
+        raise ValueError(f"Cannot update these configs dynamically: Set({', '.join(fixed)})")
+    for name, value in props.items():
+        definition = BROKER_CONFIGS.get(name)
+        if definition is not None:
+            try:
+                definition.parse(value)
+            except InvalidConfig as e:
+                raise ValueError(str(e)) from None
+
+
+def load_dynamic(config: BrokerConfig, data_dir: Path) -> None:
+    """Put the dynamic layers saved in ``data_dir`` into ``config``."""
+    path = data_dir / BROKER_CONFIGS_FILE
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    config.dynamic = {str(k): str(v) for k, v in saved.get("broker", {}).items()}
+    config.dynamic_default = {str(k): str(v) for k, v in saved.get("default", {}).items()}
+    config.merge()
+
+
+def save_dynamic(config: BrokerConfig, data_dir: Path) -> None:
+    data = {"version": 1, "broker": config.dynamic, "default": config.dynamic_default}
+    write_atomic(data_dir / BROKER_CONFIGS_FILE, json.dumps(data, indent=1).encode())

@@ -1,0 +1,90 @@
+"""AlterConfigs (key 33), v0-v2: replace all the dynamic settings of a topic or of the broker
+(its id, or "" for the cluster default); settings left out return to their defaults.
+
+Older kafka-configs and some clients send this. Checks and errors are Kafka's; see
+kpy.config_admin. Broker loggers are not a resource this API takes (INVALID_REQUEST).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy import config_admin, configs
+from kpy.config_admin import AdminError
+from kpy.handlers.registry import error_response, handles
+from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
+
+KEY = 33
+
+
+@handles(KEY, "AlterConfigs", 0, 2)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    resources = [
+        (
+            int(r.resource_type),
+            r.resource_name,
+            [(c.name, c.value, config_admin.SET) for c in r.configs],
+        )
+        for r in request.resources
+    ]
+    errors = config_admin.preprocess(resources)
+    results = []
+    for i, (kind, name, items) in enumerate(resources):
+        error = errors.get(i)
+        if error is None:
+            compute = config_admin.replace({key: value or "" for key, value, _ in items})
+            try:
+                if kind == configs.TOPIC:
+                    await config_admin.alter_topic(ctx.broker, name, compute, request.validate_only)
+                elif kind == configs.BROKER:
+                    await config_admin.alter_broker(
+                        ctx.broker, name, compute, request.validate_only
+                    )
+                else:
+                    raise AdminError(ErrorCode.invalid_request, f"Unknown resource type {kind}")
+            except AdminError as e:
+                error = e
+        results.append((kind, name, error))
+    return _response(ctx, results)
+
+
+def _response(ctx: RequestContext, results: list[tuple[int, str, AdminError | None]]) -> Any:
+    mod = response_module(KEY, ctx.version)
+    return make(
+        mod.AlterConfigsResponse,
+        throttle_time=0,
+        responses=tuple(
+            make(
+                mod.AlterConfigsResourceResponse,
+                error_code=error.code if error else ErrorCode.none,
+                error_message=error.message if error else None,
+                resource_type=kind,
+                resource_name=name,
+            )
+            for kind, name, error in results
+        ),
+    )
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    mod = response_module(KEY, ctx.version)
+    return make(
+        mod.AlterConfigsResponse,
+        throttle_time=0,
+        responses=tuple(
+            make(
+                mod.AlterConfigsResourceResponse,
+                error_code=error,
+                error_message=None,
+                resource_type=r.resource_type,
+                resource_name=r.resource_name,
+            )
+            for r in request.resources
+        ),
+    )

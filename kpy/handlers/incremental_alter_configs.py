@@ -1,0 +1,99 @@
+"""IncrementalAlterConfigs (key 44), v0-v1: set, delete, append to or subtract from single
+settings of topics, the broker (its id, or "" for the cluster default) and broker loggers.
+
+kafka-configs --alter sends this. Checks and errors are Kafka's, in Kafka's order; see
+kpy.config_admin.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from kpy import config_admin, configs
+from kpy.config_admin import AdminError
+from kpy.handlers.registry import error_response, handles
+from kpy.protocol.messages import make, response_module
+
+if TYPE_CHECKING:
+    from kpy.broker import RequestContext
+
+KEY = 44
+
+
+@handles(KEY, "IncrementalAlterConfigs", 0, 1)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    resources = [
+        (
+            int(r.resource_type),
+            r.resource_name,
+            [(c.name, c.value, int(c.config_operation)) for c in r.configs],
+        )
+        for r in request.resources
+    ]
+    errors = config_admin.preprocess(resources)
+    results = []
+    for i, (kind, name, items) in enumerate(resources):
+        error = errors.get(i)
+        if error is None:
+            ops = [(key, op, value) for key, value, op in items]
+            try:
+                await _alter(ctx, kind, name, ops, bool(request.validate_only))
+            except AdminError as e:
+                error = e
+        results.append((kind, name, error))
+    return _response(ctx, results)
+
+
+async def _alter(
+    ctx: RequestContext, kind: int, name: str, ops: list[config_admin.Op], validate_only: bool
+) -> None:
+    broker = ctx.broker
+    if kind == configs.TOPIC:
+        compute = config_admin.incremental(ops, kind)
+        await config_admin.alter_topic(broker, name, compute, validate_only)
+    elif kind == configs.BROKER:
+        compute = config_admin.incremental(ops, kind)
+        await config_admin.alter_broker(broker, name, compute, validate_only)
+    elif kind == configs.BROKER_LOGGER:
+        config_admin.alter_loggers(broker, name, ops, validate_only)
+    else:
+        raise AdminError(ErrorCode.invalid_request, f"Unknown resource type {kind}")
+
+
+def _response(ctx: RequestContext, results: list[tuple[int, str, AdminError | None]]) -> Any:
+    mod = response_module(KEY, ctx.version)
+    return make(
+        mod.IncrementalAlterConfigsResponse,
+        throttle_time=0,
+        responses=tuple(
+            make(
+                mod.AlterConfigsResourceResponse,
+                error_code=error.code if error else ErrorCode.none,
+                error_message=error.message if error else None,
+                resource_type=kind,
+                resource_name=name,
+            )
+            for kind, name, error in results
+        ),
+    )
+
+
+@error_response(KEY)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    mod = response_module(KEY, ctx.version)
+    return make(
+        mod.IncrementalAlterConfigsResponse,
+        throttle_time=0,
+        responses=tuple(
+            make(
+                mod.AlterConfigsResourceResponse,
+                error_code=error,
+                error_message=None,
+                resource_type=r.resource_type,
+                resource_name=r.resource_name,
+            )
+            for r in request.resources
+        ),
+    )
