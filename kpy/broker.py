@@ -160,10 +160,10 @@ class Broker:
         lst = next((a for a in advertised if a.name == ctx.listener), advertised[0])
         return Listener(lst.name, lst.host, lst.port or self.bound_ports.get(lst.name, 0))
 
-    def effective_topic_config(self, info: TopicInfo) -> dict[str, str]:
-        merged = dict(self.config.topic_defaults())
-        merged.update({k: v for k, v in info.configs.items() if v is not None})
-        return merged
+    def describe_topic_configs(self, info: TopicInfo) -> list[configs.Entry]:
+        """Every config of a topic (created, or as it would be) as DescribeConfigs shows it."""
+        effective = LogConfig.from_properties(info.configs, base=self.logs.default_config)
+        return configs.describe_topic(self.config, info.configs, effective.to_properties())
 
     async def create_topic(
         self,
@@ -203,7 +203,7 @@ class Broker:
                     )
             clean = {k: v for k, v in configs.items() if v is not None}
             try:
-                LogConfig.from_properties({**self.config.topic_defaults(), **clean})
+                LogConfig.from_properties(clean, base=self.logs.default_config)
             except (ValueError, se.InvalidConfig) as e:
                 return CreateResult(ErrorCode.invalid_config, str(e))
             if replication_factor == -1:

@@ -102,13 +102,13 @@ def _result(
         configs = tuple(
             make(
                 mod.CreatableTopicConfigs,
-                name=k,
-                value=v,
-                read_only=False,
-                config_source=1 if k in info.configs else 5,  # TOPIC_CONFIG or DEFAULT_CONFIG
-                is_sensitive=False,
+                name=entry.name,
+                value=entry.value,
+                read_only=entry.read_only,
+                config_source=int(entry.source),
+                is_sensitive=entry.sensitive,
             )
-            for k, v in sorted(broker.effective_topic_config(info).items())
+            for entry in broker.describe_topic_configs(info)
         )
     return make(
         mod.CreatableTopicResult,
