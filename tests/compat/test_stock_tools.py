@@ -116,3 +116,26 @@ def test_dump_log_reads_segments(broker: KpyProcess, tools: Tools) -> None:
     idx = tools.ok("kafka-dump-log", "--files", str(part / f"{0:020d}.index"),
                    "--index-sanity-check")  # fmt: skip
     assert "is not sane" not in idx and "Mismatches" not in idx
+
+
+def test_topics_delete(broker: KpyProcess, tools: Tools) -> None:
+    b = ("--bootstrap-server", broker.bootstrap)
+    create_and_fill(tools, broker.bootstrap, "doomed", "a\nb\n")
+    tools.ok("kafka-topics", *b, "--create", "--topic", "kept", "--partitions", "1")
+    tools.ok("kafka-topics", *b, "--delete", "--topic", "doomed")
+    listed = tools.ok("kafka-topics", *b, "--list").split()
+    assert "doomed" not in listed and "kept" in listed
+    again = tools.run("kafka-topics", *b, "--delete", "--topic", "doomed")
+    assert again.returncode != 0
+    # 4.1 says "Topic 'doomed' does not exist", 3.9 "Topic 'Optional[doomed]' does not exist".
+    assert re.search(r"Topic '(Optional\[)?doomed\]?' does not exist", again.stdout + again.stderr)
+    # Recreated under the same name, it starts empty.
+    tools.ok("kafka-topics", *b, "--create", "--topic", "doomed", "--partitions", "1")
+    assert tools.ok("kafka-get-offsets", *b, "--topic", "doomed").split() == ["doomed:0:0"]
+
+
+def test_broker_api_versions(broker: KpyProcess, tools: Tools) -> None:
+    out = tools.ok("kafka-broker-api-versions", "--bootstrap-server", broker.bootstrap)
+    lines = {line.split("(")[0].strip(): line for line in out.splitlines() if "(" in line}
+    for api in ("Produce", "Fetch", "Metadata", "DescribeConfigs", "IncrementalAlterConfigs"):
+        assert "[usable: " in lines[api], out
