@@ -11,20 +11,21 @@ that does not override them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy import configs, loggers
 from kpy.config import BrokerConfig
+from kpy.protocol.messages import make, response_module
 from kpy.storage.config import TOPIC_CONFIGS, ConfigType, LogConfig
 from kpy.storage.errors import InvalidConfig
 from kpy.topics import name_error
 
 if TYPE_CHECKING:
-    from kpy.broker import Broker
+    from kpy.broker import Broker, RequestContext
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
@@ -224,3 +225,36 @@ def check_node_id(broker: Broker, name: str, *, node_word: bool = False) -> None
             if node_word
             else f"Unexpected broker id, expected {broker.node_id}, but received {name}",
         )
+
+
+def response(
+    ctx: RequestContext,
+    api_key: int,
+    results: Iterable[tuple[Any, str, ErrorCode, str | None]],
+) -> Any:
+    """The AlterConfigs or IncrementalAlterConfigs response: one (type, name, error, message)
+    per resource, in request order."""
+    mod = response_module(api_key, ctx.version)
+    top = mod.AlterConfigsResponse if api_key == 33 else mod.IncrementalAlterConfigsResponse
+    return make(
+        top,
+        throttle_time=0,
+        responses=tuple(
+            make(mod.AlterConfigsResourceResponse, error_code=code, error_message=message,
+                 resource_type=kind, resource_name=name)
+            for kind, name, code, message in results
+        ),
+    )  # fmt: skip
+
+
+def outcome(
+    kind: int, name: str, error: AdminError | None
+) -> tuple[int, str, ErrorCode, str | None]:
+    if error is None:
+        return kind, name, ErrorCode.none, None
+    return kind, name, error.code, error.message
+
+
+def error_results(request: Any, error: ErrorCode) -> list[tuple[Any, str, ErrorCode, None]]:
+    """Every resource of ``request`` failed with ``error`` (the handler's error response)."""
+    return [(r.resource_type, r.resource_name, error, None) for r in request.resources]

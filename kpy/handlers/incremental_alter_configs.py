@@ -14,7 +14,6 @@ from kio.schema.errors import ErrorCode
 from kpy import config_admin, configs
 from kpy.config_admin import AdminError
 from kpy.handlers.registry import error_response, handles
-from kpy.protocol.messages import make, response_module
 
 if TYPE_CHECKING:
     from kpy.broker import RequestContext
@@ -42,8 +41,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 await _alter(ctx, kind, name, ops, bool(request.validate_only))
             except AdminError as e:
                 error = e
-        results.append((kind, name, error))
-    return _response(ctx, results)
+        results.append(config_admin.outcome(kind, name, error))
+    return config_admin.response(ctx, KEY, results)
 
 
 async def _alter(
@@ -62,38 +61,6 @@ async def _alter(
         raise AdminError(ErrorCode.invalid_request, f"Unknown resource type {kind}")
 
 
-def _response(ctx: RequestContext, results: list[tuple[int, str, AdminError | None]]) -> Any:
-    mod = response_module(KEY, ctx.version)
-    return make(
-        mod.IncrementalAlterConfigsResponse,
-        throttle_time=0,
-        responses=tuple(
-            make(
-                mod.AlterConfigsResourceResponse,
-                error_code=error.code if error else ErrorCode.none,
-                error_message=error.message if error else None,
-                resource_type=kind,
-                resource_name=name,
-            )
-            for kind, name, error in results
-        ),
-    )
-
-
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
-    mod = response_module(KEY, ctx.version)
-    return make(
-        mod.IncrementalAlterConfigsResponse,
-        throttle_time=0,
-        responses=tuple(
-            make(
-                mod.AlterConfigsResourceResponse,
-                error_code=error,
-                error_message=None,
-                resource_type=r.resource_type,
-                resource_name=r.resource_name,
-            )
-            for r in request.resources
-        ),
-    )
+    return config_admin.response(ctx, KEY, config_admin.error_results(request, error))
