@@ -168,11 +168,12 @@ class Log:
     fsynced after files are deleted.
 
     Open and the log start offset: segments wholly below the checkpointed log start (a crash
-    came between the checkpoint and their deletion) are deleted before anything reads them; the
-    log start is the checkpointed one or the first segment's base offset, whichever is higher.
-    If recovery leaves the log ending below the checkpointed start, every segment is deleted
-    and the log starts empty at that offset (Kafka's LogLoader does the same), so a restart
-    never moves the log start back.
+    came between the checkpoint and their deletion) are deleted before anything reads them, and
+    so are the producer snapshots below the first segment left; the log start is the
+    checkpointed one or the first segment's base offset, whichever is higher. If recovery
+    leaves the log ending below the checkpointed start, every segment is deleted and the log
+    starts empty at that offset (Kafka's LogLoader does the same), so a restart never moves the
+    log start back.
     """
 
     def __init__(
@@ -273,6 +274,11 @@ class Log:
             _unlink_segment_files(directory, base)
             deleted += 1
         bases = bases[below:]
+        for offset in list_snapshot_offsets(directory) if bases else ():
+            if offset >= bases[0]:
+                break
+            snapshot_path(directory, offset).unlink()  # replay never starts below the start
+            deleted += 1
         # Segments before ``first`` hold only flushed offsets: trusted, at most re-indexed.
         first = max(bisect_right(bases, recovery_point) - 1, 0)
         last = len(bases) - 1
