@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,13 @@ from kpy.protocol.messages import (
 )
 from kpy.storage import errors as se
 from kpy.storage.config import TOPIC_CONFIG_NAMES, LogConfig
+from kpy.storage.log import Log, SegmentDeletion
 from kpy.storage.log_manager import LogManager, TopicInfo
-from kpy.topics import collision_key, name_error
+from kpy.topics import collision_key, is_internal, name_error
 
 log = logging.getLogger("kpy.broker")
 ZERO_UUID = uuid.UUID(int=0)
+HIGH_WATERMARK = -1  # DeleteRecordsRequest.HIGH_WATERMARK: delete everything below it
 
 
 @dataclass
@@ -250,6 +253,95 @@ class Broker:
             self.offsets.delete_topic(name)
         log.info("deleted topic %s", name)
         return True
+
+    async def delete_records(
+        self, offsets: Mapping[tuple[str, int], int]
+    ) -> dict[tuple[str, int], tuple[ErrorCode, int]]:
+        """Move log start offsets up (DeleteRecords): (error, low watermark) per partition.
+
+        Kafka's ReplicaManager.deleteRecordsOnLocalLog and Partition.deleteRecordsOnLeader:
+        internal topics are refused (INVALID_TOPIC_EXCEPTION), so are topics whose
+        cleanup.policy lacks delete (POLICY_VIOLATION); offset -1 means the high watermark, any
+        other negative offset or one past the high watermark is OFFSET_OUT_OF_RANGE; an offset
+        at or below the log start changes nothing. The low watermark is the log start after the
+        call (one replica: nothing to wait for). The new starts are checkpointed before the
+        segments below them are deleted, so a crash in between keeps them; under the admin
+        lock, as the periodic checkpoint is.
+        """
+        results: dict[tuple[str, int], tuple[ErrorCode, int]] = {}
+        async with self.admin_lock:
+            moved: list[tuple[tuple[str, int], Log]] = []
+            for tp, offset in offsets.items():
+                outcome = self._advance_log_start(tp, offset)
+                if isinstance(outcome, ErrorCode):
+                    results[tp] = (outcome, -1)
+                    continue
+                partition_log, advanced = outcome
+                if advanced:
+                    moved.append((tp, partition_log))
+                results[tp] = (ErrorCode.none, partition_log.log_start_offset)
+            if not moved:
+                return results
+            try:
+                await anyio.to_thread.run_sync(self.logs.write_checkpoints)
+            except OSError:
+                log.exception("writing the log start offset checkpoint failed")
+                for tp, _ in moved:
+                    results[tp] = (ErrorCode.kafka_storage_error, -1)
+            for (topic, partition), partition_log in moved:
+                log.info(
+                    "log start offset of %s-%d moved to %d (DeleteRecords)",
+                    topic,
+                    partition,
+                    partition_log.log_start_offset,
+                )
+                self.waiters.notify(topic, partition)  # fetches below the new start end now
+            await self._delete_segments_below_start([lg for _, lg in moved])
+        return results
+
+    def _advance_log_start(self, tp: tuple[str, int], offset: int) -> ErrorCode | tuple[Log, bool]:
+        """One partition's error, or its log and whether its start moved (the caller still has
+        to checkpoint it)."""
+        topic, partition = tp
+        partition_log = self.logs.get_log(topic, partition)
+        if partition_log is None:  # deleted since the request was checked
+            return ErrorCode.unknown_topic_or_partition
+        if is_internal(topic):
+            return ErrorCode.invalid_topic_exception
+        if "delete" not in partition_log.config.cleanup_policy.split(","):
+            return ErrorCode.policy_violation
+        if partition_log.offline:
+            return ErrorCode.kafka_storage_error
+        if offset == HIGH_WATERMARK:
+            offset = partition_log.log_end_offset
+        if offset < 0:
+            return ErrorCode.offset_out_of_range
+        try:
+            return partition_log, partition_log.advance_start(offset)
+        except se.OffsetOutOfRange:
+            return ErrorCode.offset_out_of_range
+
+    async def _delete_segments_below_start(self, logs: list[Log]) -> None:
+        """Take the segments wholly below each log's start out of it (renames, on the loop) and
+        unlink them on a worker thread. Failures are logged: the log start stands, and what is
+        left on disk is deleted at the next start."""
+        now_ms = int(time.time() * 1000)
+        deletions: list[SegmentDeletion] = []
+        for partition_log in logs:
+            try:
+                deletions.append(partition_log.delete_segments_below_start(now_ms))
+            except OSError:
+                log.exception("deleting segments below the log start of %s", partition_log.dir)
+
+        def delete_files() -> None:
+            for deletion in deletions:
+                try:
+                    deletion.delete_files()
+                except OSError:
+                    log.exception("deleting the files of %s", deletion.segments)
+
+        if any(deletions):
+            await anyio.to_thread.run_sync(delete_files)
 
     @property
     def cluster_id(self) -> str:

@@ -17,6 +17,7 @@ never the file, so readers on a worker thread do not touch this object.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from array import array
 from bisect import bisect_left
@@ -94,6 +95,13 @@ class IndexFile:
     def delete(self) -> None:
         self.close()
         self.path.unlink(missing_ok=True)
+
+    def rename(self, path: Path) -> None:
+        """Move the file to ``path``; an open descriptor stays valid, a parked file reopens
+        (if a flush needs it) under the new name. A file already gone is not an error."""
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self.path, path)
+        self.path = path
 
     @property
     def closed(self) -> bool:
@@ -201,3 +209,8 @@ class AbstractIndex:
 
     def delete(self) -> None:
         self._file.delete()
+
+    def rename(self, path: Path) -> None:
+        """Move the file (see IndexFile.rename); lookups keep working from memory."""
+        self._file.rename(path)
+        self.path = path

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
 import uuid
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +35,33 @@ from kpy.storage.producer_state import (
     AppendOrigin,
     ControlMarker,
     ProducerStateManager,
+    list_snapshot_offsets,
+    snapshot_path,
 )
-from kpy.storage.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, LogSegment
+from kpy.storage.segment import (
+    DELETED_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    LogSegment,
+    segment_paths,
+)
 
-__all__ = ["CREATE_TIME", "LOG_APPEND_TIME", "AppendResult", "Log", "LogConfig"]
+__all__ = [
+    "CREATE_TIME",
+    "LOG_APPEND_TIME",
+    "AppendResult",
+    "Log",
+    "LogConfig",
+    "SegmentDeletion",
+]
 
 # Leftovers of operations Kafka performs by renaming files; kpy has no cleaner, so any such file
 # comes from a Kafka-written directory or an interrupted delete and is removed at open.
 STRAY_SUFFIXES = (".cleaned", ".swap", ".deleted", ".tmp")
+
+# Decides whether a segment (given the one after it, None for the last) may be deleted.
+SegmentPredicate = Callable[[LogSegment, "LogSegment | None"], bool]
 
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
@@ -53,6 +73,37 @@ def _abandon_all(segments: Iterable[LogSegment]) -> None:
     with ExitStack() as stack:
         for segment in segments:
             stack.callback(segment.abandon)
+
+
+def _unlink_segment_files(directory: Path, base: int) -> None:
+    for path in segment_paths(directory, base):
+        path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDeletion:
+    """Segments a log has let go of (``Log.delete_segments``): their files are renamed to
+    ``*.deleted``, along with the producer snapshots below the log's first remaining segment.
+    ``delete_files`` unlinks them all; it blocks on the disk, so it runs on a worker thread."""
+
+    directory: Path
+    segments: tuple[LogSegment, ...] = ()
+    snapshots: tuple[Path, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.segments or self.snapshots)
+
+    def delete_files(self) -> None:
+        """Unlink every file and fsync the directory. A failure leaves ``*.deleted`` files,
+        which the next open of the log removes."""
+        if not self:
+            return
+        for segment in self.segments:
+            segment.unlink_files()
+        for path in self.snapshots:
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # the whole log was deleted meanwhile
+            fsync_dir(self.directory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +126,30 @@ class Log:
     ``recovery_point`` has been fsynced; ``producer_state`` covers the log up to
     ``log_end_offset``.
 
-    Threads: the event loop thread calls ``append``, ``roll``, ``flush``, ``close``, ``delete``,
-    ``abandon``.
+    Threads: the event loop thread calls ``append``, ``roll``, ``advance_start``,
+    ``delete_segments``, ``close``, ``delete``, ``abandon``; ``flush`` runs on the loop or on one
+    worker thread at a time (LogManager.checkpoint).
     ``read``, ``offset_for_timestamp`` and ``max_timestamp`` may run on a worker thread while an
-    append runs: they take the segment tuple (replaced, never mutated, on roll) and each
-    segment's size once, and read below those with ``os.pread``. They also register as readers
-    (a counter under a lock held only to change it): ``close``, ``abandon`` and ``delete`` mark
-    the log closed at once, but the descriptors are closed only when the last reader leaves, so
-    a reader never preads a closed (or reused) descriptor. A read that starts after that raises
-    LogClosed.
+    append runs: they take the segment tuple (replaced, never mutated, on roll and on segment
+    deletion) and each segment's size once, and read below those with ``os.pread``. They also
+    register as readers (counted per generation under a lock held only to change the counts):
+    ``close``, ``abandon`` and ``delete`` mark the log closed at once, but the descriptors are
+    closed only when the last reader leaves, so a reader never preads a closed (or reused)
+    descriptor. A read that starts after that raises LogClosed. Segments taken out of the log
+    by ``delete_segments`` are retired the same way: the generation moves on, and their
+    descriptors are closed once no reader of an older generation (which may hold the old tuple)
+    is left. ``flush`` registers too, so it never fsyncs a descriptor closed under it.
+
+    Log start offset (Kafka's UnifiedLog.maybeIncrementLogStartOffset, deleteSegments): records
+    below ``log_start_offset`` are gone for readers (OffsetOutOfRange), whether or not their
+    segment is still on disk. ``advance_start`` moves it forward, never past the high watermark
+    (the log end offset: one replica), and raises the recovery point with it; the caller
+    persists it (LogManager's log-start-offset-checkpoint) and then calls
+    ``delete_segments_below_start``. Segment deletion (also for retention: ``deletable_segments``
+    with a predicate, then ``delete_segments``) renames the files to ``*.deleted`` on the loop
+    and leaves the unlinking to ``SegmentDeletion.delete_files`` on a worker thread. Producer
+    state keeps every producer (as Kafka's does; producers expire by time, not by offset);
+    producer snapshots below the first remaining segment go with the segments.
 
     Failed writes: a segment undoes a failed append (see segment.py), so the log stays as it
     was. If undoing fails the log goes offline: every later append raises LogOffline, ``close``
@@ -100,6 +166,14 @@ class Log:
     active segment's tail is scanned from its last index entry (a torn tail found there still
     triggers recovery of that segment). Whatever open rebuilds is fsynced, and the directory is
     fsynced after files are deleted.
+
+    Open and the log start offset: segments wholly below the checkpointed log start (a crash
+    came between the checkpoint and their deletion) are deleted before anything reads them, and
+    so are the producer snapshots below the first segment left; the log start is the
+    checkpointed one or the first segment's base offset, whichever is higher. If recovery
+    leaves the log ending below the checkpointed start, every segment is deleted and the log
+    starts empty at that offset (Kafka's LogLoader does the same), so a restart never moves the
+    log start back.
     """
 
     def __init__(
@@ -129,10 +203,15 @@ class Log:
         self.deleted_segments = 0
         self._closed = False
         self._offline = False
-        # Readers inside read/offset_for_timestamp/max_timestamp; the descriptors are released
-        # by whoever leaves last once the log is closed (``_release_pending``).
+        # Readers inside read/offset_for_timestamp/max_timestamp/flush, counted by the
+        # generation they entered in; the descriptors are released by whoever leaves last once
+        # the log is closed (``_release_pending``). ``_generation`` moves on when segments are
+        # retired; ``_retired`` holds (generation, segment) until no older reader is left.
         self._reader_lock = threading.Lock()
         self._readers = 0
+        self._reader_generations: dict[int, int] = {}
+        self._generation = 0
+        self._retired: list[tuple[int, LogSegment]] = []
         self._release_pending = False
         # A segment file was created since the directory was last fsynced (Kafka's
         # LocalLog.flush fsyncs the directory when it flushes a new segment).
@@ -189,6 +268,17 @@ class Log:
         """The body of ``open``; ``segments`` (filled in here) is what to release if it fails.
         ``removed_files``: how many stray files ``_clean_directory`` deleted."""
         rebuilt = truncated = deleted = 0
+        # Segments wholly below the log start: a crash came before their deletion finished.
+        below = max(bisect_right(bases, log_start_offset) - 1, 0)
+        for base in bases[:below]:
+            _unlink_segment_files(directory, base)
+            deleted += 1
+        bases = bases[below:]
+        for offset in list_snapshot_offsets(directory) if bases else ():
+            if offset >= bases[0]:
+                break
+            snapshot_path(directory, offset).unlink()  # replay never starts below the start
+            deleted += 1
         # Segments before ``first`` hold only flushed offsets: trusted, at most re-indexed.
         first = max(bisect_right(bases, recovery_point) - 1, 0)
         last = len(bases) - 1
@@ -239,8 +329,20 @@ class Log:
             recovered += 1
 
         end = active.read_next_offset()
-        start = min(max(log_start_offset, segments[0].base_offset), end)
         producer_state = ProducerStateManager(directory)
+        if end < log_start_offset:
+            # Recovery (or files lost outside kpy) left nothing at or past the checkpointed
+            # start: start over empty there (Kafka's deleteSegmentsIfLogStartGreaterThanLogEnd).
+            for segment in segments:
+                segment.delete()
+                deleted += 1
+            segments.clear()
+            deleted += len(list_snapshot_offsets(directory))
+            producer_state.delete_snapshots()
+            segments.append(cls._open_segment(directory, log_start_offset, config, now_ms))
+            created = True
+            end = log_start_offset
+        start = min(max(log_start_offset, segments[0].base_offset), end)
         log = cls(
             directory,
             config,
@@ -482,20 +584,48 @@ class Log:
                 f"offset {offset} is outside [{self.log_start_offset}, {self.log_end_offset}]"
             )
 
-    def _enter(self) -> None:
+    def _enter(self, *, closed_ok: bool = False) -> int:
+        """Register a reader; returns the generation to pass to ``_leave``."""
         with self._reader_lock:
-            if self._closed:
+            if self._closed and not closed_ok:
                 raise LogClosed(f"{self.dir}: the log is closed")
+            generation = self._generation
+            counts = self._reader_generations
+            counts[generation] = counts.get(generation, 0) + 1
             self._readers += 1
+            return generation
 
-    def _leave(self) -> None:
+    def _leave(self, generation: int) -> None:
         with self._reader_lock:
             self._readers -= 1
-            release = self._release_pending and not self._readers
-            if release:
+            counts = self._reader_generations
+            counts[generation] -= 1
+            if not counts[generation]:
+                del counts[generation]
+            release = self._releasable()
+            if self._release_pending and not self._readers:
                 self._release_pending = False
-        if release:
-            _abandon_all(self._segments)
+                release += self._segments
+        _abandon_all(release)
+
+    def _releasable(self) -> list[LogSegment]:
+        """Take the retired segments no registered reader can hold. Under ``_reader_lock``."""
+        if not self._retired:
+            return []
+        oldest = min(self._reader_generations, default=self._generation)
+        free = [segment for generation, segment in self._retired if generation < oldest]
+        if free:
+            self._retired = [(g, seg) for g, seg in self._retired if g >= oldest]
+        return free
+
+    @staticmethod
+    def _live(
+        view: tuple[tuple[LogSegment, ...], tuple[int, ...]], start: int
+    ) -> Sequence[LogSegment]:
+        """The segments of ``view`` from the one holding ``start`` on (skipping any left wholly
+        below the log start)."""
+        segments, bases = view
+        return segments[max(bisect_right(bases, start) - 1, 0) :]
 
     def read(self, offset: int, max_bytes: int, *, min_one: bool = True) -> bytes:
         """Whole batches from the one containing ``offset``, up to ``max_bytes`` in total.
@@ -503,19 +633,20 @@ class Log:
         Continues into later segments while space remains, stepping over segments (and gaps in
         the offsets) that hold nothing at or after ``offset``. With ``min_one`` the first batch is
         returned even if larger than ``max_bytes``. Raises OffsetOutOfRange outside
-        [log_start_offset, log_end_offset] and LogClosed once the log is closed or deleted; at
-        the log end offset returns b"".
+        [log_start_offset, log_end_offset] (also when the log start passed ``offset`` during the
+        read) and LogClosed once the log is closed or deleted; at the log end offset returns b"".
         """
-        self._enter()
+        generation = self._enter()
         try:
             self._check_offset(offset)
+            wanted = offset
             segments, bases = self._view
             out: list[bytes] = []
             remaining = max_bytes
             for segment in segments[max(bisect_right(bases, offset) - 1, 0) :]:
                 result = segment.read_to_end(offset, remaining, min_one=min_one and not out)
                 if result is None:
-                    continue  # nothing at or after ``offset`` here: try the next segment
+                    continue  # nothing at or after ``offset``: try the next segment
                 data, offset, to_end = result
                 if not data:
                     break  # the next batch does not fit
@@ -523,15 +654,21 @@ class Log:
                 remaining -= len(data)
                 if remaining <= 0 or not to_end:
                     break  # full, or this segment still holds batches that did not fit
+            # The log start moves before segments leave the view: if it is still at or below
+            # the offset asked for, the view read had them all.
+            self._check_offset(wanted)
             return b"".join(out)
         finally:
-            self._leave()
+            self._leave(generation)
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record with timestamp >= ``timestamp``, or None.
+        """(offset, timestamp) of the first record at or after the log start with timestamp >=
+        ``timestamp``, or None.
 
         Also accepts ListOffsets' special values: -2 earliest, -1 latest (timestamp -1 in the
-        answer), -3 the record with the largest timestamp.
+        answer), -3 the record with the largest timestamp. Kafka looks only in the first segment
+        whose largest timestamp reaches ``timestamp``; when that segment's only such records lie
+        below the log start, the search goes on into later segments instead of answering none.
         """
         if timestamp == EARLIEST_TIMESTAMP:
             return self.log_start_offset, -1
@@ -539,15 +676,17 @@ class Log:
             return self.log_end_offset, -1
         if timestamp == MAX_TIMESTAMP:
             return self.max_timestamp()
-        self._enter()
+        generation = self._enter()
         try:
             start = self.log_start_offset
-            for segment in self._segments:
+            for segment in self._live(self._view, start):
                 if segment.max_timestamp_so_far()[0] >= timestamp:
-                    return segment.find_offset_by_timestamp(timestamp, start)
+                    found = segment.find_offset_by_timestamp(timestamp, start)
+                    if found is not None:
+                        return found
             return None
         finally:
-            self._leave()
+            self._leave(generation)
 
     def earliest_offset(self) -> int:
         return self.log_start_offset
@@ -556,20 +695,137 @@ class Log:
         return self.log_end_offset
 
     def max_timestamp(self) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record carrying the log's largest timestamp."""
-        self._enter()
+        """(offset, timestamp) of the first record at or after the log start carrying the
+        largest timestamp among those records."""
+        generation = self._enter()
         try:
-            best: LogSegment | None = None
-            best_ts = -1
-            for segment in self._segments:
+            start = self.log_start_offset
+            best: tuple[int, int] | None = None
+            for segment in self._live(self._view, start):
                 ts = segment.max_timestamp_so_far()[0]  # before the size: see segment.py
-                if segment.size == 0:
+                if segment.size == 0 or (best is not None and ts <= best[1]):
                     continue
-                if best is None or ts > best_ts:
-                    best, best_ts = segment, ts
-            return best.find_max_timestamp() if best is not None else None
+                found = segment.find_max_timestamp(start if segment.base_offset < start else None)
+                if found is not None and (best is None or found[1] > best[1]):
+                    best = found
+            return best
         finally:
-            self._leave()
+            self._leave(generation)
+
+    # --- The log start offset and segment deletion (event loop thread) ---
+
+    def advance_start(self, offset: int) -> bool:
+        """Move the log start offset up to ``offset`` (Kafka's maybeIncrementLogStartOffset);
+        False if it is there already or past it. Raises OffsetOutOfRange past the high
+        watermark. Changes nothing on disk: the caller checkpoints the new start, then calls
+        ``delete_segments_below_start``."""
+        if offset > self.log_end_offset:
+            raise OffsetOutOfRange(
+                f"cannot move the log start offset to {offset}: the high watermark is "
+                f"{self.log_end_offset}"
+            )
+        if offset <= self.log_start_offset:
+            return False
+        self.log_start_offset = offset
+        # Nothing below the start needs recovering (Kafka's updateLogStartOffset).
+        self.recovery_point = max(self.recovery_point, offset)
+        return True
+
+    def deletable_segments(self, predicate: SegmentPredicate) -> list[LogSegment]:
+        """The oldest segments, in order, while ``predicate(segment, next segment or None)``
+        holds (Kafka's deletableSegments). A segment reaching past the high watermark is never
+        deletable, nor an empty last segment."""
+        segments = self._segments
+        deletable: list[LogSegment] = []
+        for i, segment in enumerate(segments):
+            following = segments[i + 1] if i + 1 < len(segments) else None
+            upper = following.base_offset if following is not None else self.log_end_offset
+            if upper > self.log_end_offset or not predicate(segment, following):
+                break
+            if following is None and segment.size == 0:
+                break
+            deletable.append(segment)
+        return deletable
+
+    def delete_segments(self, doomed: Sequence[LogSegment], now_ms: int) -> SegmentDeletion:
+        """Take the oldest segments ``doomed`` (from ``deletable_segments``) out of the log
+        (Kafka's deleteSegments): roll first if that is every segment, move the log start up to
+        the first remaining segment, rename their files to ``*.deleted`` and those of the
+        producer snapshots below it, and retire their descriptors (see the class docstring).
+
+        If a rename fails, the segments before it are deleted and the rest stay (below the log
+        start, unread; the next open deletes them); the error is raised. Call ``delete_files``
+        on the result, on a worker thread.
+        """
+        doomed = list(doomed)
+        if not doomed:
+            return SegmentDeletion(self.dir)
+        segments = self._segments
+        if list(segments[: len(doomed)]) != doomed:
+            raise ValueError("delete_segments takes the oldest segments, in order")
+        if len(doomed) == len(segments):
+            # A log keeps at least one segment: roll (Kafka does this too).
+            new = self.roll(now_ms)
+            if new is doomed[-1]:  # the active segment was empty: it stays
+                doomed.pop()
+            if not doomed:
+                return SegmentDeletion(self.dir)
+        segments, bases = self._view
+        first_kept = segments[len(doomed)].base_offset
+        if first_kept > self.log_start_offset:
+            self.advance_start(first_kept)
+        gone: list[LogSegment] = []
+        try:
+            for segment in doomed:
+                segment.mark_deleted()
+                gone.append(segment)
+        finally:
+            if gone:
+                kept = len(gone)
+                self._view = (segments[kept:], bases[kept:])
+                self._retire(gone)
+        snapshots = self._mark_snapshots_deleted(self._segments[0].base_offset)
+        return SegmentDeletion(self.dir, tuple(gone), snapshots)
+
+    def delete_segments_below_start(self, now_ms: int) -> SegmentDeletion:
+        """Delete the segments wholly below the log start (Kafka's
+        deleteLogStartOffsetBreachedSegments). Unlike Kafka, which keeps the active segment
+        until it rolls on its own, an active segment holding nothing at or past the log start
+        is rolled first, so its space comes back now."""
+        start = self.log_start_offset
+        if start >= self.log_end_offset and self.active_segment.size:
+            self.roll(now_ms)
+        return self.delete_segments(
+            self.deletable_segments(
+                lambda _, following: following is not None and following.base_offset <= start
+            ),
+            now_ms,
+        )
+
+    def _mark_snapshots_deleted(self, below: int) -> tuple[Path, ...]:
+        """Rename the producer snapshots below offset ``below`` to ``*.deleted``."""
+        renamed: list[Path] = []
+        for offset in list_snapshot_offsets(self.dir):
+            if offset >= below:
+                break
+            path = snapshot_path(self.dir, offset)
+            target = path.with_name(path.name + DELETED_SUFFIX)
+            try:
+                os.rename(path, target)
+            except FileNotFoundError:
+                continue
+            renamed.append(target)
+        return tuple(renamed)
+
+    def _retire(self, segments: Sequence[LogSegment]) -> None:
+        """Close the descriptors of segments no longer in the view once no reader that may
+        still hold them is left (now, if none is inside)."""
+        with self._reader_lock:
+            generation = self._generation
+            self._generation += 1
+            self._retired.extend((generation, segment) for segment in segments)
+            release = self._releasable()
+        _abandon_all(release)
 
     # --- Durability and lifecycle (event loop thread) ---
 
@@ -580,14 +836,19 @@ class Log:
         target = end if up_to is None else min(up_to, end)
         if target <= self.recovery_point:
             return
-        segments, bases = self._view
-        first = max(bisect_right(bases, self.recovery_point) - 1, 0)
-        for segment in segments[first:]:
-            if segment.base_offset >= target:
-                break
-            segment.flush()
-        self._flush_dir()
-        self.recovery_point = target
+        generation = self._enter(closed_ok=True)  # segments deleted meanwhile stay open
+        try:
+            segments, bases = self._view
+            first = max(bisect_right(bases, self.recovery_point) - 1, 0)
+            for segment in segments[first:]:
+                if segment.base_offset >= target:
+                    break
+                segment.flush()  # a no-op for a segment deleted meanwhile
+            self._flush_dir()
+        finally:
+            self._leave(generation)
+        # ``advance_start`` may have raised it meanwhile.
+        self.recovery_point = max(self.recovery_point, target)
 
     def _flush_dir(self) -> None:
         """fsync the directory if a segment file was created since it was last fsynced."""
@@ -629,7 +890,9 @@ class Log:
             if self._readers:
                 self._release_pending = True
                 return
-        _abandon_all(self._segments)
+            retired = [segment for _, segment in self._retired]
+            self._retired = []
+        _abandon_all([*retired, *self._segments])
 
     def delete(self) -> None:
         """Close without snapshots and remove the directory (renamed to ``*-delete`` first).

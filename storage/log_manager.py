@@ -36,14 +36,18 @@ Changing kpy-topics.json:
 
 Every file above is written atomically: to ``<name>.tmp``, fsync, rename, fsync the directory.
 
-Threads: the event loop thread, except ``create_topic`` and ``checkpoint``, which the broker runs
-on a worker thread (one at a time, under its admin lock). ``create_topic`` opens every log
+Threads: the event loop thread, except ``create_topic``, ``checkpoint`` and
+``write_checkpoints``, which the broker runs on a worker thread (one at a time, under its admin
+lock). ``create_topic`` opens every log
 first and then publishes the topic by replacing ``_logs``, ``_topics`` and ``_by_id`` with new
 dicts, so the event loop never sees a topic without its logs nor a dict changing under an
 iteration. Logs it hands out may be read from worker threads (log.py).
 
 After a crash: no clean shutdown marker at open, so each log recovers from its checkpointed
 recovery point (0 if the checkpoint lacks it); checkpoints are rewritten right after opening.
+The log start offsets are checkpointed periodically (``checkpoint``) and at once when one moves
+(``write_checkpoints``, before the segments below it are deleted), and each log opens at its
+checkpointed start or later (log.py).
 ``close`` writes no marker while any log is offline (a failed write it could not undo), so that
 log is recovered at the next start.
 """
@@ -531,6 +535,12 @@ class LogManager:
         return dict(self._logs)
 
     # --- Checkpoints and shutdown ---
+
+    def write_checkpoints(self) -> None:
+        """Write the recovery point and log start offset checkpoints now (on a worker thread,
+        serialized with ``checkpoint``): after a log's start moved, so that no restart, clean or
+        not, moves it back."""
+        self._write_checkpoints()
 
     def _write_checkpoints(self) -> None:
         write_offset_checkpoint(

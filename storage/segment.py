@@ -28,6 +28,9 @@ from kpy.storage.time_index import NO_TIMESTAMP, TimeIndex
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
+# Kafka's LogFileUtils.DELETED_FILE_SUFFIX: a segment being deleted has its files renamed with
+# it first, so a crash before the unlink leaves files the loader removes, never a segment.
+DELETED_SUFFIX = ".deleted"
 
 _I = TypeVar("_I", OffsetIndex, TimeIndex)
 
@@ -89,6 +92,11 @@ class LogSegment:
     structure), truncates the .log at the first bad one and rebuilds both indexes. The log runs
     it on the segments past the recovery point after an unclean shutdown, and on any segment
     whose index is missing or fails its sanity check.
+
+    Deletion in steps, as Kafka's LocalLog.deleteSegmentFiles: ``mark_deleted`` renames the
+    three files to ``*.deleted`` (the segment is then retired: ``flush`` does nothing, reads
+    still work through the open descriptor), ``unlink_files`` removes them (any thread), and the
+    owner closes the descriptors (``abandon``) once no reader can be inside.
     """
 
     def __init__(
@@ -110,6 +118,7 @@ class LogSegment:
         self.index_interval_bytes = index_interval_bytes
         self.log_path, self.index_path, self.time_index_path = segment_paths(directory, base_offset)
         self.needs_recovery = False
+        self.retired = False  # renamed to *.deleted: see ``mark_deleted``
         # If opening fails half way, nothing else would ever close what was opened so far.
         with ExitStack() as opened:
             self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -394,6 +403,8 @@ class LogSegment:
         self.time_index.park()
 
     def flush(self) -> None:
+        if self.retired:  # its records are gone from the log: nothing to make durable
+            return
         os.fsync(self._fd)
         self.offset_index.flush()
         self.time_index.flush()
@@ -442,6 +453,28 @@ class LogSegment:
         self.offset_index.delete()
         self.time_index.delete()
         self.log_path.unlink(missing_ok=True)
+
+    def mark_deleted(self) -> None:
+        """Rename the files to ``*.deleted`` (the .log first, so a crash half way leaves only
+        index files without a log, which the loader removes) and retire the segment. The
+        descriptors stay open: readers that already hold the segment keep reading it."""
+        if self.retired:
+            return
+        self.retired = True
+        deleted = DELETED_SUFFIX
+        log_path = self.log_path.with_name(self.log_path.name + deleted)
+        os.rename(self.log_path, log_path)
+        self.log_path = log_path
+        self.index_path = self.index_path.with_name(self.index_path.name + deleted)
+        self.offset_index.rename(self.index_path)
+        self.time_index_path = self.time_index_path.with_name(self.time_index_path.name + deleted)
+        self.time_index.rename(self.time_index_path)
+
+    def unlink_files(self) -> None:
+        """Remove the segment's files (after ``mark_deleted``), leaving the descriptors open:
+        the space is freed once the owner closes them. Safe on any thread."""
+        for path in (self.log_path, self.index_path, self.time_index_path):
+            path.unlink(missing_ok=True)
 
     # --- Reading (safe from a worker thread) ---
 
@@ -557,17 +590,58 @@ class LogSegment:
                         return record.offset, record.timestamp
         return None
 
-    def find_max_timestamp(self) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record carrying this segment's largest timestamp."""
+    def find_max_timestamp(self, starting_offset: int | None = None) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record carrying the largest timestamp among this
+        segment's records at or after ``starting_offset`` (default: all), or None if none.
+
+        The segment's cached maximum answers unless its record lies below ``starting_offset``
+        (the log start moved into this segment); then the batches from there are scanned."""
         timestamp, offset = self.max_timestamp_so_far()  # before the size: see the class docstring
         size = self._size
         if size == 0:
             return None
         _, position = self.offset_index.lookup(offset)
+        found: tuple[int, int] | None = None
         for pos, header in self._iter_batches(position, size):
             if header.max_timestamp == timestamp:
-                for record in decode_records(os.pread(self._fd, header.size, pos)):
-                    if record.timestamp == timestamp:
-                        return record.offset, record.timestamp
-                return None
+                found = self._first_record_with(pos, header, timestamp, 0)
+                break
+        if found is None or starting_offset is None or found[0] >= starting_offset:
+            return found
+        return self._max_timestamp_from(starting_offset, size)
+
+    def _first_record_with(
+        self, pos: int, header: BatchHeader, timestamp: int, starting_offset: int
+    ) -> tuple[int, int] | None:
+        """(offset, timestamp) of the batch's first record at or after ``starting_offset`` with
+        exactly ``timestamp``."""
+        for record in decode_records(os.pread(self._fd, header.size, pos)):
+            if record.timestamp == timestamp and record.offset >= starting_offset:
+                return record.offset, record.timestamp
         return None
+
+    def _max_timestamp_from(self, starting_offset: int, size: int) -> tuple[int, int] | None:
+        """``find_max_timestamp`` over the records at or after ``starting_offset`` by a scan: a
+        batch wholly past it counts by its header, the one it falls inside by its records."""
+        found = self.find_batch(starting_offset, size)
+        if found is None:
+            return None
+        best: tuple[int, int] | None = None  # (timestamp, position of its batch)
+        straddling: tuple[int, int] | None = None  # (timestamp, offset) inside the first batch
+        for pos, header in self._iter_batches(found[0], size):
+            if header.base_offset >= starting_offset:
+                if best is None or header.max_timestamp > best[0]:
+                    best = (header.max_timestamp, pos)
+                continue
+            for record in decode_records(os.pread(self._fd, header.size, pos)):
+                if record.offset >= starting_offset and (
+                    straddling is None or record.timestamp > straddling[0]
+                ):
+                    straddling = (record.timestamp, record.offset)
+        if straddling is not None and (best is None or straddling[0] >= best[0]):
+            return straddling[1], straddling[0]
+        if best is None:
+            return None
+        ts, pos = best
+        header = read_header(os.pread(self._fd, HEADER_SIZE, pos))
+        return self._first_record_with(pos, header, ts, starting_offset)

@@ -8,6 +8,7 @@ from kpy.handlers import (  # noqa: F401  (imported for their registrations)
     create_partitions,
     create_topics,
     delete_groups,
+    delete_records,
     delete_topics,
     describe_configs,
     describe_groups,

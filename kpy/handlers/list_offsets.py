@@ -4,8 +4,9 @@ Timestamps: -2 earliest (the log start offset), -1 latest (the high watermark; t
 offset for read_committed, the same thing until transactions arrive), -3 the record with the
 largest timestamp (v7+), -4 earliest local (v8+; no tiered storage, so the log start), -5 latest
 tiered (v9+; nothing is tiered, so Kafka's answer for an empty remote log: offset -1), and any
-other value the first record whose timestamp is at or after it, through the time index. With
-no such record the answer is offset -1 and timestamp -1, as Kafka gives it.
+other value the first record whose timestamp is at or after it, through the time index. Lookups
+by timestamp (-3 too) consider only records at or after the log start offset (DeleteRecords
+moves it). With no such record the answer is offset -1 and timestamp -1, as Kafka gives it.
 """
 
 from __future__ import annotations
