@@ -34,8 +34,12 @@ def collision_key(name: str) -> str:
     return name.replace(".", "_")
 
 
+# Kafka 4.1's internal topics (Topic.isInternal).
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
+
+
 def is_internal(name: str) -> bool:
-    return name in ("__consumer_offsets", "__transaction_state")
+    return name in INTERNAL_TOPICS
 
 
 INVALID_TOPIC = ErrorCode.invalid_topic_exception
