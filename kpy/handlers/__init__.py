@@ -21,6 +21,7 @@ from kpy.handlers import (  # noqa: F401  (imported for their registrations)
     offset_commit,
     offset_delete,
     offset_fetch,
+    offset_for_leader_epoch,
     produce,
     sync_group,
 )
