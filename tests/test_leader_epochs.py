@@ -11,6 +11,7 @@ from kpy_process import KpyProcess
 from rawclient import RawClient
 from requests_v import (
     create_topic,
+    describe_topic_partitions,
     fetch_with_epoch,
     list_offsets,
     metadata,
@@ -120,6 +121,8 @@ def test_every_api_reports_the_stored_epoch(kpy: KpyProcess) -> None:
         fetched = fetch_with_epoch(c, TOPIC, 0, 0)
         assert {h.partition_leader_epoch for _, h in iter_headers(fetched.records)} == {0}
         assert metadata(c, TOPIC).topics[0].partitions[0].leader_epoch == 0
+        described = describe_topic_partitions(c, [TOPIC]).topics[0].partitions[0]
+        assert described.leader_epoch == 0
         assert list_offsets(c, TOPIC, 0, -1).leader_epoch == 0
         # Where the stored epoch ends is where the log ends.
         r = offset_for_leader_epoch(c, TOPIC, 0, 0, current=0)
