@@ -1,5 +1,5 @@
-"""DescribeCluster and DescribeTopicPartitions over raw requests: every field and error code as
-Kafka answers them."""
+"""DescribeCluster, DescribeTopicPartitions, DescribeLogDirs, ListPartitionReassignments and
+ElectLeaders over raw requests: every field and error code as Kafka answers them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ from rawclient import RawClient
 from requests_v import (
     create_topic,
     describe_cluster,
+    describe_log_dirs,
     describe_topic_partitions,
+    elect_leaders,
+    list_partition_reassignments,
     metadata,
+    produce,
 )
+
+from kpy.protocol.records import build_batch
 
 NODE_ID = 1
 NOT_REQUESTED = -2147483648
@@ -160,3 +166,90 @@ def test_describe_topic_partitions_broker_limit(kpy_factory: object) -> None:
         r = describe_topic_partitions(c, ["wide"], limit=2000)
         assert partitions_of(r.topics[0]) == [0, 1]
         assert (r.next_cursor.topic_name, r.next_cursor.partition_index) == ("wide", 2)
+
+
+def segment_bytes(data_dir: Path, topic: str, partition: int) -> int:
+    return sum(f.stat().st_size for f in (data_dir / f"{topic}-{partition}").glob("*.log"))
+
+
+def test_describe_log_dirs(kpy: KpyProcess) -> None:
+    with RawClient(kpy.bootstrap) as c:
+        create_topic(c, "sized", 2)
+        for i in range(3):
+            batch = build_batch([(b"k", b"v" * (100 * (i + 1)))])
+            assert produce(c, "sized", batch).responses[0].partition_responses[0].error_code == 0
+        log_dir = str(kpy.data_dir.absolute())
+
+        r = describe_log_dirs(c, None)
+        assert r.error_code == ErrorCode.none
+        (result,) = r.results
+        assert result.error_code == ErrorCode.none and result.log_dir == log_dir
+        assert 0 < result.usable_bytes <= result.total_bytes
+        topics = {t.name: t for t in result.topics}
+        assert set(topics) == {"sized", "__consumer_offsets"}
+        sized = {p.partition_index: p for p in topics["sized"].partitions}
+        assert sized[0].partition_size == segment_bytes(kpy.data_dir, "sized", 0) > 600
+        assert sized[1].partition_size == 0
+        assert all(p.offset_lag == 0 and p.is_future_key is False for p in sized.values())
+        assert len(topics["__consumer_offsets"].partitions) == 50
+
+        # Named partitions: those not hosted are left out, and so is a topic left with none.
+        r = describe_log_dirs(c, {"sized": [1, 9], "missing": [0]})
+        assert [
+            (t.name, [p.partition_index for p in t.partitions]) for t in r.results[0].topics
+        ] == [("sized", [1])]
+        # An empty list describes the directory and no partition.
+        r = describe_log_dirs(c, {})
+        assert r.results[0].log_dir == log_dir and r.results[0].topics == ()
+
+        # v1: no top-level error code, no sizes of the file system.
+        v1 = describe_log_dirs(c, {"sized": [0]}, version=1)
+        assert not hasattr(v1, "error_code") and not hasattr(v1.results[0], "total_bytes")
+        assert v1.results[0].topics[0].partitions[0].partition_size == sized[0].partition_size
+
+
+def test_list_partition_reassignments(kpy: KpyProcess) -> None:
+    with RawClient(kpy.bootstrap) as c:
+        create_topic(c, "stay", 2)
+        for topics in (None, {"stay": [0, 1, 5], "missing": [0]}):
+            r = list_partition_reassignments(c, topics)
+            assert (r.error_code, r.error_message, r.topics) == (ErrorCode.none, None, ())
+
+
+def test_elect_leaders(kpy: KpyProcess) -> None:
+    not_needed = "Leader election not needed for topic partition."
+    with RawClient(kpy.bootstrap) as c:
+        create_topic(c, "elect", 2)
+        for election_type in (0, 1):  # preferred, unclean
+            r = elect_leaders(c, {"elect": [0, 1, 7], "missing": [0]}, election_type=election_type)
+            assert r.error_code == ErrorCode.none
+            got = [
+                (t.topic, p.partition_id, p.error_code, p.error_message)
+                for t in r.replica_election_results
+                for p in t.partition_result
+            ]
+            assert got == [
+                ("elect", 0, ErrorCode.election_not_needed, not_needed),
+                ("elect", 1, ErrorCode.election_not_needed, not_needed),
+                ("elect", 7, ErrorCode.unknown_topic_or_partition, "No such partition as elect-7"),
+                ("missing", 0, ErrorCode.unknown_topic_or_partition, "No such topic as missing"),
+            ]
+        # Every partition: each topic is listed, without the partitions that needed no election.
+        r = elect_leaders(c, None)
+        assert [(t.topic, t.partition_result) for t in r.replica_election_results] == [
+            ("__consumer_offsets", ()),
+            ("elect", ()),
+        ]
+        # An election type Kafka does not know fails the request and every partition in it.
+        r = elect_leaders(c, {"elect": [0]}, election_type=2)
+        assert r.error_code == ErrorCode.invalid_request
+        (p,) = r.replica_election_results[0].partition_result
+        assert (p.error_code, p.error_message) == (
+            ErrorCode.invalid_request,
+            "Unknown election type 2",
+        )
+        # v0 names no election type: a preferred election.
+        v0 = elect_leaders(c, {"elect": [1]}, version=0)
+        assert v0.replica_election_results[0].partition_result[0].error_code == (
+            ErrorCode.election_not_needed
+        )
