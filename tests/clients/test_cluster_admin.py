@@ -24,6 +24,7 @@ from kafka.admin import NewTopic  # noqa: E402
 from kpy_process import KpyProcess  # noqa: E402
 
 from clients.group_util import create_topic, produce  # noqa: E402
+from kpy.protocol.records import iter_headers  # noqa: E402
 
 CLUSTER_OPERATIONS = {"CREATE", "ALTER", "DESCRIBE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS"}
 CLUSTER_OPERATIONS |= {"ALTER_CONFIGS", "IDEMPOTENT_WRITE"}
@@ -170,5 +171,17 @@ def test_confluent_consumer_validates_a_position_with_a_leader_epoch(kpy: KpyPro
         produce(kpy.bootstrap, "validated", 10, 2, 1)
         more = poll_until(consumer, lambda msgs: len(msgs) >= 2)
         assert [m.offset() for m in more] == [10, 11]
+
+        # The commit carries the epoch of the last record consumed; OffsetFetch gives it back,
+        # and the offsets coordinator's own batches carry the leader's epoch too.
+        consumer.commit(message=more[-1], asynchronous=False)
+        (committed,) = consumer.committed([TopicPartition("validated", 0)], timeout=10)
+        assert (committed.offset, committed.leader_epoch) == (12, 0)
+        epochs = {
+            h.partition_leader_epoch
+            for segment in kpy.data_dir.glob("__consumer_offsets-*/*.log")
+            for _, h in iter_headers(segment.read_bytes())
+        }
+        assert epochs == {0}
     finally:
         consumer.close()
