@@ -26,6 +26,7 @@ from kpy.coordinator.consumer_group import ConsumerGroupCoordinator
 from kpy.coordinator.group import GroupCoordinator
 from kpy.coordinator.offsets import OffsetStore
 from kpy.handlers.registry import REGISTRY, CloseConnection
+from kpy.leader_epoch import LEADER_EPOCH
 from kpy.producer_ids import ProducerIdManager
 from kpy.protocol.messages import (
     API_VERSIONS_KEY,
@@ -132,7 +133,9 @@ class Broker:
         )
         self.producer_ids = ProducerIdManager(data_dir)
         self.waiters = PartitionWaiters()
-        self.offsets = OffsetStore.open(self.logs, config.get_int("offsets.topic.num.partitions"))
+        self.offsets = OffsetStore.open(
+            self.logs, config.get_int("offsets.topic.num.partitions"), leader_epoch=LEADER_EPOCH
+        )
         self.groups = GroupCoordinator(
             min_session_timeout_ms=config.get_int("group.min.session.timeout.ms"),
             max_session_timeout_ms=config.get_int("group.max.session.timeout.ms"),
@@ -151,8 +154,8 @@ class Broker:
         )
         self.max_request_size = config.get_int("socket.request.max.bytes")
         self.started_ms = int(time.time() * 1000)
-        # One broker leads every partition; its leader epoch never changes.
-        self.leader_epoch = 0
+        # One broker leads every partition; its leader epoch never changes (leader_epoch.py).
+        self.leader_epoch = LEADER_EPOCH
         self.admin_lock = anyio.Lock()
         self.bound_ports: dict[str, int] = {}  # listener name -> bound port (port 0 picks one)
 

@@ -78,6 +78,8 @@ DEFAULTS: dict[str, str] = {
     "offsets.retention.minutes": "10080",
     "offsets.retention.check.interval.ms": "600000",
     "offset.metadata.max.bytes": "4096",
+    # DescribeTopicPartitions pages at most this many partitions.
+    "max.request.partition.size.limit": "2000",
 }
 
 # Topic config -> its broker synonyms, highest priority first, with the factor that turns the

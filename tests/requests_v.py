@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib
 from typing import Any
 
 from kio.schema.create_topics.v7 import request as ct
@@ -111,7 +112,9 @@ def fetch(
     return client.request(req)
 
 
-def list_offsets(client: RawClient, topic: str, partition: int, timestamp: int) -> Any:
+def list_offsets(
+    client: RawClient, topic: str, partition: int, timestamp: int, *, current_epoch: int = -1
+) -> Any:
     resp = client.request(
         lo.ListOffsetsRequest(
             replica_id=i32(-1),
@@ -122,7 +125,7 @@ def list_offsets(client: RawClient, topic: str, partition: int, timestamp: int) 
                     partitions=(
                         lo.ListOffsetsPartition(
                             partition_index=i32(partition),
-                            current_leader_epoch=i32(-1),
+                            current_leader_epoch=i32(current_epoch),
                             timestamp=i64(timestamp),
                         ),
                     ),
@@ -144,3 +147,173 @@ def init_producer_id(client: RawClient) -> tuple[int, int]:
     )
     assert resp.error_code == 0
     return resp.producer_id, resp.producer_epoch
+
+
+def _req(api: str, version: int) -> Any:
+    """kio's request module of one API version (for the helpers that take a version)."""
+    return importlib.import_module(f"kio.schema.{api}.v{version}.request")
+
+
+def describe_cluster(
+    client: RawClient, version: int = 2, *, operations: bool = False, endpoint_type: int = 1
+) -> Any:
+    m = _req("describe_cluster", version)
+    fields: dict[str, Any] = {"include_cluster_authorized_operations": operations}
+    if version >= 1:
+        fields["endpoint_type"] = i8(endpoint_type)
+    if version >= 2:
+        fields["include_fenced_brokers"] = False
+    return client.request(m.DescribeClusterRequest(**fields))
+
+
+def describe_topic_partitions(
+    client: RawClient,
+    names: list[str],
+    *,
+    limit: int = 2000,
+    cursor: tuple[str, int] | None = None,
+) -> Any:
+    m = _req("describe_topic_partitions", 0)
+    return client.request(
+        m.DescribeTopicPartitionsRequest(
+            topics=tuple(m.TopicRequest(name=n) for n in names),
+            response_partition_limit=i32(limit),
+            cursor=None
+            if cursor is None
+            else m.Cursor(topic_name=cursor[0], partition_index=i32(cursor[1])),
+        )
+    )
+
+
+def describe_log_dirs(
+    client: RawClient, topics: dict[str, list[int]] | None, version: int = 4
+) -> Any:
+    m = _req("describe_log_dirs", version)
+    return client.request(
+        m.DescribeLogDirsRequest(
+            topics=None
+            if topics is None
+            else tuple(
+                m.DescribableLogDirTopic(topic=t, partitions=tuple(i32(p) for p in ps))
+                for t, ps in topics.items()
+            )
+        )
+    )
+
+
+def list_partition_reassignments(client: RawClient, topics: dict[str, list[int]] | None) -> Any:
+    m = _req("list_partition_reassignments", 0)
+    return client.request(
+        m.ListPartitionReassignmentsRequest(
+            timeout=datetime.timedelta(seconds=5),
+            topics=None
+            if topics is None
+            else tuple(
+                m.ListPartitionReassignmentsTopics(
+                    name=t, partition_indexes=tuple(i32(p) for p in ps)
+                )
+                for t, ps in topics.items()
+            ),
+        )
+    )
+
+
+def elect_leaders(
+    client: RawClient,
+    topics: dict[str, list[int]] | None,
+    *,
+    election_type: int = 0,
+    version: int = 2,
+) -> Any:
+    m = _req("elect_leaders", version)
+    fields: dict[str, Any] = {}
+    if version >= 1:
+        fields["election_type"] = i8(election_type)
+    return client.request(
+        m.ElectLeadersRequest(
+            topic_partitions=None
+            if topics is None
+            else tuple(
+                m.TopicPartitions(topic=t, partitions=tuple(i32(p) for p in ps))
+                for t, ps in topics.items()
+            ),
+            timeout=datetime.timedelta(seconds=5),
+            **fields,
+        )
+    )
+
+
+def offset_for_leader_epoch(
+    client: RawClient,
+    topic: str,
+    partition: int,
+    leader_epoch: int,
+    *,
+    current: int = -1,
+    version: int = 4,
+) -> Any:
+    """One partition's EpochEndOffset."""
+    m = _req("offset_for_leader_epoch", version)
+    fields: dict[str, Any] = {}
+    if version >= 3:
+        fields["replica_id"] = i32(-1)  # a consumer
+    resp = client.request(
+        m.OffsetForLeaderEpochRequest(
+            topics=(
+                m.OffsetForLeaderTopic(
+                    topic=topic,
+                    partitions=(
+                        m.OffsetForLeaderPartition(
+                            partition=i32(partition),
+                            current_leader_epoch=i32(current),
+                            leader_epoch=i32(leader_epoch),
+                        ),
+                    ),
+                ),
+            ),
+            **fields,
+        )
+    )
+    return resp.topics[0].partitions[0]
+
+
+def fetch_with_epoch(
+    client: RawClient,
+    topic: str,
+    partition: int,
+    offset: int,
+    *,
+    last_fetched_epoch: int = -1,
+    current_leader_epoch: int = -1,
+) -> Any:
+    """One partition of a Fetch v12 (the first with last_fetched_epoch)."""
+    m = _req("fetch", 12)
+    resp = client.request(
+        m.FetchRequest(
+            replica_id=i32(-1),
+            max_wait=datetime.timedelta(milliseconds=0),
+            min_bytes=i32(0),
+            max_bytes=i32(1 << 20),
+            isolation_level=i8(0),
+            session_id=i32(0),
+            session_epoch=i32(-1),
+            topics=(
+                m.FetchTopic(
+                    topic=topic,
+                    partitions=(
+                        m.FetchPartition(
+                            partition=i32(partition),
+                            current_leader_epoch=i32(current_leader_epoch),
+                            fetch_offset=i64(offset),
+                            last_fetched_epoch=i32(last_fetched_epoch),
+                            log_start_offset=i64(-1),
+                            partition_max_bytes=i32(1 << 20),
+                        ),
+                    ),
+                ),
+            ),
+            forgotten_topics_data=(),
+            rack_id="",
+        )
+    )
+    return resp.responses[0].partitions[0]

@@ -10,6 +10,15 @@ Fetch sessions (KIP-227) are declined: every response has session id 0, which te
 send full requests; an incremental request (session epoch above 0) gets
 FETCH_SESSION_ID_NOT_FOUND, as Kafka answers for a session it does not have. Without
 transactions the last stable offset is the high watermark. v13+ names topics by id.
+
+Leader epochs (leader_epoch.py), as Kafka's Partition.fetchRecords/readRecords: a
+current_leader_epoch (a negative one means none) other than the leader's is
+UNKNOWN_LEADER_EPOCH, as the leader's epoch 0 is never newer than a client's; v16's
+current_leader, sent with FENCED_LEADER_EPOCH or NOT_LEADER_OR_FOLLOWER, therefore never
+appears. A last_fetched_epoch (v12+) is checked against the epoch cache first: unknown to the
+leader is OFFSET_OUT_OF_RANGE, and a fetch offset past the end of that epoch gets no records but
+a diverging epoch (the epoch and its end offset) for the fetcher to truncate to. A partition
+with an error or a diverging epoch answers the request at once.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy.handlers.registry import error_response, handles
+from kpy.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET, check_current, end_offset_for
 from kpy.protocol.messages import make, response_module
 from kpy.storage import errors as se
 from kpy.storage.log import Log
@@ -71,9 +81,9 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         event = anyio.Event()
         broker.waiters.register(keys, event)
         try:
-            total, errors, responses = await _read_all(ctx, mod, request, wanted, by_id)
+            total, answer_now, responses = await _read_all(ctx, mod, request, wanted, by_id)
             remaining = deadline - anyio.current_time()
-            if total >= request.min_bytes or errors or not keys or remaining <= 0:
+            if total >= request.min_bytes or answer_now or not keys or remaining <= 0:
                 break
             with anyio.move_on_after(remaining):
                 await event.wait()
@@ -117,12 +127,12 @@ async def _read_all(
     wanted: list[tuple[Any, str | None, Any]],
     by_id: bool,
 ) -> tuple[int, bool, list[Any]]:
-    """(bytes read, whether any partition has an error, the topic responses)."""
+    """(bytes read, whether to answer at once (an error or a diverging epoch), the topics)."""
     broker = ctx.broker
     remaining = request.max_bytes
     min_one = True
     total = 0
-    errors = False
+    answer_now = False
     read_committed = request.isolation_level == READ_COMMITTED
     responses = []
     for key, name, partitions in wanted:
@@ -130,6 +140,7 @@ async def _read_all(
         for p in partitions:
             log = broker.logs.get_log(name, p.partition) if name else None
             error = ErrorCode.none
+            diverging: tuple[int, int] | None = None
             data = b""
             if log is None:
                 error = (
@@ -137,29 +148,28 @@ async def _read_all(
                     if by_id and name is None
                     else ErrorCode.unknown_topic_or_partition
                 )
-            elif (epoch := p.current_leader_epoch) >= 0 and epoch != broker.leader_epoch:
-                error = (
-                    ErrorCode.fenced_leader_epoch
-                    if epoch < broker.leader_epoch
-                    else ErrorCode.unknown_leader_epoch
-                )
-            elif not log.log_start_offset <= p.fetch_offset <= log.log_end_offset:
-                error = ErrorCode.offset_out_of_range
             else:
-                limit = min(p.partition_max_bytes, remaining)
-                if p.fetch_offset < log.log_end_offset and (limit > 0 or min_one):
-                    try:
-                        data = await _read(log, p.fetch_offset, limit, min_one)
-                    except se.OffsetOutOfRange:
-                        error = ErrorCode.offset_out_of_range
-                    except se.LogClosed:  # the topic was deleted while this fetch read
-                        error = ErrorCode.unknown_topic_or_partition
-                    except (OSError, se.StorageError):
-                        error = ErrorCode.kafka_storage_error
+                error, diverging = _check_epochs(p, log)
+                if error is ErrorCode.none and diverging is None:
+                    limit = min(p.partition_max_bytes, remaining)
+                    error, data = await _read_partition(log, p.fetch_offset, limit, min_one)
             if error is not ErrorCode.none or log is None:
-                errors = True
-                out.append(_partition(mod, p.partition, error, -1, -1, -1, read_committed, b""))
+                answer_now = True
+                out.append(
+                    _partition(
+                        mod,
+                        p.partition,
+                        error,
+                        -1,
+                        -1,
+                        -1,
+                        read_committed,
+                        b"",
+                    )
+                )
                 continue
+            if diverging is not None:
+                answer_now = True
             if data:
                 min_one = False
                 remaining -= len(data)
@@ -167,14 +177,57 @@ async def _read_all(
             hw = log.log_end_offset
             out.append(
                 _partition(
-                    mod, p.partition, error, hw, hw, log.log_start_offset, read_committed, data
+                    mod,
+                    p.partition,
+                    error,
+                    hw,
+                    hw,
+                    log.log_start_offset,
+                    read_committed,
+                    data,
+                    diverging=diverging,
                 )
             )
         if by_id:
             responses.append(make(mod.FetchableTopicResponse, topic_id=key, partitions=tuple(out)))
         else:
             responses.append(make(mod.FetchableTopicResponse, topic=key, partitions=tuple(out)))
-    return total, errors, responses
+    return total, answer_now, responses
+
+
+def _check_epochs(p: Any, log: Log) -> tuple[ErrorCode, tuple[int, int] | None]:
+    """The error from the fetcher's epochs, or the diverging (epoch, end offset) to report."""
+    # A negative epoch in a fetch means "none" (FetchRequest.optionalEpoch).
+    current = p.current_leader_epoch if p.current_leader_epoch >= 0 else None
+    error = check_current(current)
+    last_fetched = getattr(p, "last_fetched_epoch", -1)
+    if error is not ErrorCode.none or last_fetched < 0:
+        return error, None
+    epoch, end = end_offset_for(last_fetched, log.log_start_offset, log.log_end_offset)
+    if epoch == UNDEFINED_EPOCH or end == UNDEFINED_EPOCH_OFFSET:
+        return ErrorCode.offset_out_of_range, None
+    if p.fetch_offset < log.log_start_offset:
+        return ErrorCode.offset_out_of_range, None
+    if epoch < last_fetched or end < p.fetch_offset:
+        return ErrorCode.none, (epoch, end)
+    return ErrorCode.none, None
+
+
+async def _read_partition(
+    log: Log, offset: int, limit: int, min_one: bool
+) -> tuple[ErrorCode, bytes]:
+    if not log.log_start_offset <= offset <= log.log_end_offset:
+        return ErrorCode.offset_out_of_range, b""
+    if offset == log.log_end_offset or (limit <= 0 and not min_one):
+        return ErrorCode.none, b""
+    try:
+        return ErrorCode.none, await _read(log, offset, limit, min_one)
+    except se.OffsetOutOfRange:
+        return ErrorCode.offset_out_of_range, b""
+    except se.LogClosed:  # the topic was deleted while this fetch read
+        return ErrorCode.unknown_topic_or_partition, b""
+    except (OSError, se.StorageError):
+        return ErrorCode.kafka_storage_error, b""
 
 
 async def _read(log: Log, offset: int, limit: int, min_one: bool) -> bytes:
@@ -194,7 +247,14 @@ def _partition(
     log_start: int,
     read_committed: bool,
     records: bytes,
+    *,
+    diverging: tuple[int, int] | None = None,
 ) -> Any:
+    extra: dict[str, Any] = {}
+    if diverging is not None:
+        extra["diverging_epoch"] = make(
+            mod.EpochEndOffset, epoch=diverging[0], end_offset=diverging[1]
+        )
     return make(
         mod.PartitionData,
         partition_index=index,
@@ -205,4 +265,5 @@ def _partition(
         aborted_transactions=() if read_committed else None,
         preferred_read_replica=-1,
         records=records,
+        **extra,
     )

@@ -7,6 +7,10 @@ tiered (v9+; nothing is tiered, so Kafka's answer for an empty remote log: offse
 other value the first record whose timestamp is at or after it, through the time index. Lookups
 by timestamp (-3 too) consider only records at or after the log start offset (DeleteRecords
 moves it). With no such record the answer is offset -1 and timestamp -1, as Kafka gives it.
+
+Leader epochs (leader_epoch.py): current_leader_epoch -1 means none; any other value than the
+leader's epoch is FENCED_LEADER_EPOCH (older) or UNKNOWN_LEADER_EPOCH (newer). A found offset
+comes with the leader epoch, which is the epoch of every stored batch.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from kpy.handlers.registry import error_response, handles
+from kpy.leader_epoch import check_current
 from kpy.protocol.messages import make, response_module
 
 if TYPE_CHECKING:
     from kpy.broker import RequestContext
 
 KEY = 2
+UNKNOWN_EPOCH = -1
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 # The first version that may ask for each special timestamp; others are UNSUPPORTED_VERSION.
 MIN_VERSION = {LATEST: 0, EARLIEST: 0, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
@@ -78,11 +84,12 @@ def _lookup(ctx: RequestContext, topic: str, p: Any) -> tuple[ErrorCode, int, in
     log = broker.logs.get_log(topic, p.partition_index)
     if log is None:
         return ErrorCode.unknown_topic_or_partition, -1, -1
-    epoch = getattr(p, "current_leader_epoch", -1)
-    if epoch >= 0 and epoch != broker.leader_epoch:
-        if epoch < broker.leader_epoch:
-            return ErrorCode.fenced_leader_epoch, -1, -1
-        return ErrorCode.unknown_leader_epoch, -1, -1
+    # Only -1 means "no view of the epoch" here (ListOffsetsResponse.UNKNOWN_EPOCH); any other
+    # value, negative ones included, is checked against the leader's.
+    epoch = getattr(p, "current_leader_epoch", UNKNOWN_EPOCH)
+    error = check_current(None if epoch == UNKNOWN_EPOCH else epoch)
+    if error is not ErrorCode.none:
+        return error, -1, -1
     ts = p.timestamp
     if ts < 0 and ctx.version < MIN_VERSION.get(ts, 1 << 15):
         return ErrorCode.unsupported_version, -1, -1

@@ -4,7 +4,8 @@ One broker, which leads every partition with leader epoch 0 (the epoch written i
 batches too, so that epochs agree everywhere). Topics are auto-created when the request allows it
 (v4+) and auto.create.topics.enable is true; unlike Kafka, which answers LEADER_NOT_AVAILABLE
 while the controller creates the topic, kpy creates it before answering and returns it ready.
-Authorized operations are not computed (no ACLs yet): the field keeps its "not requested" value.
+Authorized operations (v8+), when asked, are every operation on the resource, as Kafka answers
+without an authorizer (kpy has no ACLs); cluster operations can be asked for up to v10 only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy import authorized
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.topics import is_internal, name_error
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from kpy.broker import RequestContext
 
 KEY = 3
-NO_OPERATIONS = -2147483648
+NO_OPERATIONS = authorized.NOT_REQUESTED
 
 
 @handles(KEY, "Metadata", 0, 13)
@@ -37,6 +39,12 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     auto_create = broker.config.get_bool("auto.create.topics.enable") and getattr(
         request, "allow_auto_topic_creation", True
     )
+    topic_operations = NO_OPERATIONS
+    if getattr(request, "include_topic_authorized_operations", False):
+        topic_operations = authorized.TOPIC
+    cluster_operations = NO_OPERATIONS
+    if getattr(request, "include_cluster_authorized_operations", False):
+        cluster_operations = authorized.CLUSTER
 
     topics = []
     for name, topic_id in wanted:
@@ -48,17 +56,22 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 continue
         else:
             if name_error(name) is not None:
-                topics.append(_topic_error(mod, name, None, ErrorCode.invalid_topic_exception))
+                topics.append(
+                    _topic_error(
+                        mod, name, None, ErrorCode.invalid_topic_exception, topic_operations
+                    )
+                )
                 continue
             info = logs.topic(name)
             if info is None and auto_create and not is_internal(name):
                 error = (await broker.create_topic(name, -1, -1, {})).error
                 if error not in (ErrorCode.none, ErrorCode.topic_already_exists):
-                    topics.append(_topic_error(mod, name, None, error))
+                    topics.append(_topic_error(mod, name, None, error, topic_operations))
                     continue
                 info = logs.topic(name)
             if info is None:
-                topics.append(_topic_error(mod, name, None, ErrorCode.unknown_topic_or_partition))
+                error = ErrorCode.unknown_topic_or_partition
+                topics.append(_topic_error(mod, name, None, error, topic_operations))
                 continue
         partitions = tuple(
             make(
@@ -81,7 +94,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 topic_id=info.topic_id,
                 is_internal=is_internal(info.name),
                 partitions=partitions,
-                topic_authorized_operations=NO_OPERATIONS,
+                topic_authorized_operations=topic_operations,
             )
         )
 
@@ -102,7 +115,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         cluster_id=broker.cluster_id,
         controller_id=broker.node_id,
         topics=tuple(topics),
-        cluster_authorized_operations=NO_OPERATIONS,
+        cluster_authorized_operations=cluster_operations,
         error_code=ErrorCode.none,
     )
 
@@ -125,7 +138,13 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     )
 
 
-def _topic_error(mod: Any, name: str | None, topic_id: Any, error: ErrorCode) -> Any:
+def _topic_error(
+    mod: Any,
+    name: str | None,
+    topic_id: Any,
+    error: ErrorCode,
+    operations: int = NO_OPERATIONS,
+) -> Any:
     return make(
         mod.MetadataResponseTopic,
         error_code=error,
@@ -133,5 +152,5 @@ def _topic_error(mod: Any, name: str | None, topic_id: Any, error: ErrorCode) ->
         topic_id=topic_id,
         is_internal=False,
         partitions=(),
-        topic_authorized_operations=NO_OPERATIONS,
+        topic_authorized_operations=operations,
     )
