@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy import authorized
 from kpy.coordinator.consumer_group import Assignment, ConsumerGroupCoordinator
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from kpy.broker import RequestContext
 
 KEY = 69
-NO_OPERATIONS = -2147483648
 CONSUMER_MEMBER = 1
 
 
@@ -32,6 +32,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     groups: ConsumerGroupCoordinator = broker.consumer_groups
     mod = response_module(KEY, ctx.version)
+    # Without an authorizer Kafka grants, and reports when asked, every group operation.
+    ops = authorized.GROUP if request.include_authorized_operations else authorized.NOT_REQUESTED
     described = []
     for group_id in request.group_ids:
         if not group_id:
@@ -69,7 +71,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 assignment_epoch=group.assignment_epoch,
                 assignor_name=groups.assignor_name(group),
                 members=members,
-                authorized_operations=NO_OPERATIONS,
+                authorized_operations=ops,
             )
         )
     return make(mod.ConsumerGroupDescribeResponse, throttle_time=0, groups=tuple(described))
@@ -93,7 +95,7 @@ def _error_group(mod: Any, group_id: str, error: ErrorCode) -> Any:
         assignment_epoch=0,
         assignor_name="",
         members=(),
-        authorized_operations=NO_OPERATIONS,
+        authorized_operations=authorized.NOT_REQUESTED,
     )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy import authorized
 from kpy.coordinator.group import DEAD, EMPTY, STABLE
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -21,13 +22,14 @@ if TYPE_CHECKING:
     from kpy.broker import RequestContext
 
 KEY = 15
-NO_OPERATIONS = -2147483648
 
 
 @handles(KEY, "DescribeGroups", 0, 5)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     broker = ctx.broker
+    # Without an authorizer Kafka grants, and reports when asked, every group operation.
+    ops = authorized.GROUP if getattr(request, "include_authorized_operations", False) else None
     described = []
     for group_id in request.groups:
         group = broker.groups.groups.get(group_id)
@@ -35,7 +37,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             state = EMPTY if broker.offsets.has_offsets(group_id) else DEAD
             if group_id in broker.consumer_groups.groups:
                 state = DEAD
-            described.append(_group(mod, group_id, ErrorCode.none, state, "", "", ()))
+            described.append(_group(mod, group_id, ErrorCode.none, state, "", "", (), ops))
             continue
         protocol = group.protocol_name if group.state == STABLE else None
         members = tuple(
@@ -59,6 +61,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 group.protocol_type or "",
                 protocol,
                 members,
+                ops,
             )
         )
     return make(mod.DescribeGroupsResponse, throttle_time=0, groups=tuple(described))
@@ -79,6 +82,7 @@ def _group(
     protocol_type: str,
     protocol: str | None,
     members: tuple[Any, ...],
+    ops: int | None = None,
 ) -> Any:
     return make(
         mod.DescribedGroup,
@@ -88,5 +92,5 @@ def _group(
         protocol_type=protocol_type,
         protocol_data=protocol or "",
         members=members,
-        authorized_operations=NO_OPERATIONS,
+        authorized_operations=authorized.NOT_REQUESTED if ops is None else ops,
     )

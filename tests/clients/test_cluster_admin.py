@@ -185,3 +185,23 @@ def test_confluent_consumer_validates_a_position_with_a_leader_epoch(kpy: KpyPro
         assert epochs == {0}
     finally:
         consumer.close()
+
+
+def test_confluent_admin_describes_group_operations(kpy: KpyProcess) -> None:
+    """Without an authorizer Kafka reports every group operation when asked, and none otherwise."""
+    create_topic(kpy.bootstrap, "grouped", 1)
+    consumer = Consumer(
+        {"bootstrap.servers": kpy.bootstrap, "group.id": "ops", "enable.auto.commit": False}
+    )
+    try:
+        consumer.commit(offsets=[TopicPartition("grouped", 0, 0)], asynchronous=False)
+    finally:
+        consumer.close()
+    admin = AdminClient({"bootstrap.servers": kpy.bootstrap})
+    asked = admin.describe_consumer_groups(["ops"], include_authorized_operations=True)
+    group = asked["ops"].result(10)
+    assert {op.name for op in group.authorized_operations} == {
+        "READ", "DESCRIBE", "DELETE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"
+    }  # fmt: skip
+    plain = admin.describe_consumer_groups(["ops"])["ops"].result(10)
+    assert not plain.authorized_operations
