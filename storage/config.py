@@ -280,6 +280,9 @@ _FIELDS: dict[str, str] = {
     "retention.ms": "retention_ms",
     "retention.bytes": "retention_bytes",
     "cleanup.policy": "cleanup_policy",
+    "flush.messages": "flush_messages",
+    "flush.ms": "flush_ms",
+    "file.delete.delay.ms": "file_delete_delay_ms",
 }
 
 
@@ -314,15 +317,23 @@ class LogConfig:
     index_interval_bytes: int = 4096
     max_message_bytes: int = 1048588
     message_timestamp_type: str = CREATE_TIME
-    retention_ms: int = 604800000  # reported, not enforced yet
-    retention_bytes: int = -1  # reported, not enforced yet
-    cleanup_policy: str = "delete"  # reported, not enforced yet
+    retention_ms: int = 604800000  # -1: no time limit
+    retention_bytes: int = -1  # negative: no size limit
+    cleanup_policy: str = "delete"  # "delete", "compact" or "compact,delete"
+    flush_messages: int = LONG_MAX  # fsync once this many offsets are unflushed
+    flush_ms: int = LONG_MAX  # fsync once the last fsync is this old
+    file_delete_delay_ms: int = 60000  # a deleted segment's files go this long after
     # Every other topic config that was set, by Kafka name (validated, in Kafka's form).
     other: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def log_append_time(self) -> bool:
         return self.message_timestamp_type == LOG_APPEND_TIME
+
+    @property
+    def delete(self) -> bool:
+        """Whether retention deletes old segments (cleanup.policy contains delete)."""
+        return "delete" in self.cleanup_policy.split(",")
 
     @classmethod
     def from_properties(cls, props: Mapping[str, str], base: LogConfig | None = None) -> LogConfig:

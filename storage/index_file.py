@@ -24,6 +24,7 @@ from bisect import bisect_left
 from pathlib import Path
 
 from kpy.storage.errors import CorruptIndex
+from kpy.storage.files import fsync_file
 
 
 class IndexFile:
@@ -72,11 +73,11 @@ class IndexFile:
 
     def flush(self) -> None:
         if self._fd >= 0:
-            os.fsync(self._fd)
+            fsync_file(self._fd, self.path)
         elif self._dirty and not self._released:  # parked before its writes were synced
             fd = os.open(self.path, os.O_RDONLY)
             try:
-                os.fsync(fd)
+                fsync_file(fd, self.path)
             finally:
                 os.close(fd)
         self._dirty = False

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import threading
+import time
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,6 +39,12 @@ from kpy.storage.producer_state import (
     list_snapshot_offsets,
     snapshot_path,
 )
+from kpy.storage.retention import (
+    SegmentPredicate,
+    size_breached,
+    start_offset_breached,
+    time_breached,
+)
 from kpy.storage.segment import (
     DELETED_SUFFIX,
     INDEX_SUFFIX,
@@ -59,9 +66,6 @@ __all__ = [
 # Leftovers of operations Kafka performs by renaming files; kpy has no cleaner, so any such file
 # comes from a Kafka-written directory or an interrupted delete and is removed at open.
 STRAY_SUFFIXES = (".cleaned", ".swap", ".deleted", ".tmp")
-
-# Decides whether a segment (given the one after it, None for the last) may be deleted.
-SegmentPredicate = Callable[[LogSegment, "LogSegment | None"], bool]
 
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
@@ -92,6 +96,12 @@ class SegmentDeletion:
 
     def __bool__(self) -> bool:
         return bool(self.segments or self.snapshots)
+
+    def __add__(self, other: SegmentDeletion) -> SegmentDeletion:
+        """Both deletions (of the same log) as one."""
+        return SegmentDeletion(
+            self.directory, self.segments + other.segments, self.snapshots + other.snapshots
+        )
 
     def delete_files(self) -> None:
         """Unlink every file and fsync the directory. A failure leaves ``*.deleted`` files,
@@ -127,8 +137,9 @@ class Log:
     ``log_end_offset``.
 
     Threads: the event loop thread calls ``append``, ``roll``, ``advance_start``,
-    ``delete_segments``, ``close``, ``delete``, ``abandon``; ``flush`` runs on the loop or on one
-    worker thread at a time (LogManager.checkpoint).
+    ``delete_segments``, ``delete_old_segments``, ``close``, ``delete``, ``abandon``; ``flush``
+    runs on any thread (worker threads: the periodic checkpoint, the flush policy, group commit),
+    one call at a time per log (a lock serializes them).
     ``read``, ``offset_for_timestamp`` and ``max_timestamp`` may run on a worker thread while an
     append runs: they take the segment tuple (replaced, never mutated, on roll and on segment
     deletion) and each segment's size once, and read below those with ``os.pread``. They also
@@ -151,10 +162,21 @@ class Log:
     state keeps every producer (as Kafka's does; producers expire by time, not by offset);
     producer snapshots below the first remaining segment go with the segments.
 
-    Failed writes: a segment undoes a failed append (see segment.py), so the log stays as it
-    was. If undoing fails the log goes offline: every later append raises LogOffline, ``close``
-    only releases the files (no snapshot, no fsync, the recovery point stays), and LogManager
-    does not write its clean shutdown marker, so the next start recovers the log.
+    Retention (retention.py): ``delete_old_segments`` applies Kafka's three rules (log start
+    breach, retention.bytes, retention.ms) and deletes what they select as above.
+
+    Flush policy (Kafka's flush.messages and flush.ms): ``flush_due_by_messages`` after an
+    append, ``flush_due_by_time`` from a periodic check; the caller then runs ``flush`` on a
+    worker thread. ``last_flush_ms`` is when the recovery point last moved (or the open).
+
+    Failed writes: a segment undoes a failed append (see segment.py), and a failed roll is
+    undone too, so the log stays as it was and later appends may succeed (once the disk has
+    room again). If undoing fails the log goes offline: every later append raises LogOffline,
+    ``close`` only releases the files (no snapshot, no fsync, the recovery point stays), and
+    LogManager does not write its clean shutdown marker, so the next start recovers the log. A
+    failed fsync takes the log offline as well: after one, the kernel may have dropped the
+    unwritten pages while a later fsync reports success, so only the recovery at the next start
+    (which validates everything past the recovery point) can say what the disk holds.
 
     After a crash (``clean_shutdown=False``): segments from the one holding ``recovery_point``
     onward are recovered (every batch validated; the first bad or torn batch and everything
@@ -203,6 +225,9 @@ class Log:
         self.deleted_segments = 0
         self._closed = False
         self._offline = False
+        self.last_flush_ms = 0
+        # One flush at a time: flushes come from several worker threads.
+        self._flush_lock = threading.Lock()
         # Readers inside read/offset_for_timestamp/max_timestamp/flush, counted by the
         # generation they entered in; the descriptors are released by whoever leaves last once
         # the log is closed (``_release_pending``). ``_generation`` moves on when segments are
@@ -355,6 +380,7 @@ class Log:
         log.rebuilt_indexes = rebuilt
         log.truncated_bytes = truncated
         log.deleted_segments = deleted
+        log.last_flush_ms = now_ms
         removed_snapshots = log._rebuild_producer_state()
         if deleted or removed_snapshots or removed_files:
             fsync_dir(directory)  # make the deletions durable before anything builds on them
@@ -561,16 +587,32 @@ class Log:
         return ControlMarker.decode(records[0].key, records[0].value) if records else None
 
     def roll(self, now_ms: int) -> LogSegment:
-        """Start a new active segment at the log end offset (snapshotting producer state)."""
+        """Start a new active segment at the log end offset (snapshotting producer state).
+
+        If that fails (OSError: a full disk), the old segment stays active as it was: its final
+        time index entry, whole or torn, is cut away again (LogOffline if even that fails). A
+        snapshot or an empty segment file left behind is harmless: the next roll reuses them.
+        """
         old = self.active_segment
         if old.size == 0:
             return old
         self.producer_state.take_snapshot()
-        old.on_become_inactive()
-        new = self._open_segment(self.dir, self.log_end_offset, self.config, now_ms)
-        if new.size:  # a leftover file at that name (Kafka deletes it too)
-            new.delete()
+        time_entries = old.time_index.entries
+        try:
+            old.on_become_inactive()
             new = self._open_segment(self.dir, self.log_end_offset, self.config, now_ms)
+            if new.size:  # a leftover file at that name (Kafka deletes it too)
+                new.delete()
+                new = self._open_segment(self.dir, self.log_end_offset, self.config, now_ms)
+        except OSError:
+            try:
+                old.time_index.truncate_to_entries(time_entries)
+            except OSError as undo_error:
+                self._offline = True
+                raise LogOffline(
+                    f"{self.dir}: a failed roll could not be undone ({undo_error})"
+                ) from undo_error
+            raise
         self._dir_dirty = True
         segments, bases = self._view
         self._view = ((*segments, new), (*bases, new.base_offset))
@@ -802,6 +844,36 @@ class Log:
             now_ms,
         )
 
+    def delete_old_segments(self, now_ms: int) -> SegmentDeletion:
+        """Kafka's UnifiedLog.deleteOldSegments (rules in retention.py): the segments below the
+        log start, and for a cleanup.policy with delete those past retention.bytes and then
+        those past retention.ms, each rule deleting with ``delete_segments``. The log start
+        moves up to the first segment kept; the caller checkpoints it and runs
+        ``delete_files`` of the result (after file.delete.delay.ms) on a worker thread.
+
+        If a rename fails (OSError), the deletions of the rules before are returned, so that
+        their files still go, and the rest waits for the next check; with nothing to return,
+        the error is raised. Files the failed rule had renamed already stay as ``*.deleted``
+        until the next open removes them."""
+        deletion = SegmentDeletion(self.dir)
+        rules: list[Callable[[], SegmentPredicate | None]] = [
+            lambda: start_offset_breached(self.log_start_offset)
+        ]
+        if self.config.delete:
+            rules.append(lambda: size_breached(self.size, self.config.retention_bytes))
+            rules.append(lambda: time_breached(now_ms, self.config.retention_ms))
+        for rule in rules:
+            predicate = rule()  # built now: the previous rule changed the log
+            if predicate is None:
+                continue
+            try:
+                deletion += self.delete_segments(self.deletable_segments(predicate), now_ms)
+            except OSError:
+                if not deletion:
+                    raise
+                break
+        return deletion
+
     def _mark_snapshots_deleted(self, below: int) -> tuple[Path, ...]:
         """Rename the producer snapshots below offset ``below`` to ``*.deleted``."""
         renamed: list[Path] = []
@@ -831,24 +903,50 @@ class Log:
 
     def flush(self, up_to: int | None = None) -> None:
         """fsync segments holding offsets below ``up_to`` (default: all), and the directory if
-        segments were created since it was last fsynced; advance ``recovery_point`` to it."""
-        end = self.log_end_offset
-        target = end if up_to is None else min(up_to, end)
-        if target <= self.recovery_point:
-            return
-        generation = self._enter(closed_ok=True)  # segments deleted meanwhile stay open
-        try:
-            segments, bases = self._view
-            first = max(bisect_right(bases, self.recovery_point) - 1, 0)
-            for segment in segments[first:]:
-                if segment.base_offset >= target:
-                    break
-                segment.flush()  # a no-op for a segment deleted meanwhile
-            self._flush_dir()
-        finally:
-            self._leave(generation)
-        # ``advance_start`` may have raised it meanwhile.
-        self.recovery_point = max(self.recovery_point, target)
+        segments were created since it was last fsynced; advance ``recovery_point`` to it and
+        set ``last_flush_ms``. Any thread; one flush at a time.
+
+        A failed fsync takes the log offline (see the class docstring) and raises the OSError;
+        an offline log raises LogOffline. A closed log is not flushed (its files may be gone).
+        """
+        with self._flush_lock:
+            if self._offline:
+                raise LogOffline(f"{self.dir}: the log is offline after a failed write")
+            end = self.log_end_offset
+            target = end if up_to is None else min(up_to, end)
+            if target <= self.recovery_point or self._closed:
+                return
+            generation = self._enter(closed_ok=True)  # segments deleted meanwhile stay open
+            try:
+                segments, bases = self._view
+                first = max(bisect_right(bases, self.recovery_point) - 1, 0)
+                for segment in segments[first:]:
+                    if segment.base_offset >= target:
+                        break
+                    segment.flush()  # a no-op for a segment deleted meanwhile
+                self._flush_dir()
+            except OSError:
+                if not self._closed:  # else deleted under the flush: nothing to make durable
+                    self._offline = True
+                raise
+            finally:
+                self._leave(generation)
+            # ``advance_start`` may have raised it meanwhile.
+            self.recovery_point = max(self.recovery_point, target)
+            self.last_flush_ms = int(time.time() * 1000)
+
+    @property
+    def unflushed_messages(self) -> int:
+        """Offsets appended since the last flush (Kafka's unflushedMessages)."""
+        return self.log_end_offset - self.recovery_point
+
+    def flush_due_by_messages(self) -> bool:
+        """flush.messages: checked after each append; Kafka then flushes before answering."""
+        return self.unflushed_messages >= self.config.flush_messages
+
+    def flush_due_by_time(self, now_ms: int) -> bool:
+        """flush.ms: checked every log.flush.scheduler.interval.ms (Kafka's flushDirtyLogs)."""
+        return now_ms - self.last_flush_ms >= self.config.flush_ms
 
     def _flush_dir(self) -> None:
         """fsync the directory if a segment file was created since it was last fsynced."""

@@ -72,6 +72,7 @@ from kpy.storage.errors import (
     InconsistentMetadata,
     InvalidPartitions,
     InvalidTopic,
+    KafkaStorageError,
     TopicExists,
     UnknownTopic,
 )
@@ -553,13 +554,24 @@ class LogManager:
         )
 
     def checkpoint(self, *, flush_active: bool = False) -> None:
-        """fsync rolled segments (and the active ones if asked), then write the checkpoints."""
+        """fsync rolled segments (and the active ones if asked), then write the checkpoints.
+
+        A log whose fsync fails goes offline (Log.flush) and keeps its recovery point; the
+        others are flushed and checkpointed all the same, and the first error is raised
+        after."""
+        failure: Exception | None = None
         for partition_log in self._logs.values():
-            if flush_active:
-                partition_log.flush()
-            else:
-                partition_log.flush(up_to=partition_log.active_segment.base_offset)
+            if partition_log.offline:
+                continue
+            try:
+                partition_log.flush(
+                    None if flush_active else partition_log.active_segment.base_offset
+                )
+            except (OSError, KafkaStorageError) as e:
+                failure = failure or e
         self._write_checkpoints()
+        if failure is not None:
+            raise failure
 
     def close(self) -> None:
         """Close every log (producer snapshots, fsync), write checkpoints and the clean marker

@@ -22,6 +22,7 @@ from kpy.protocol.records import (
 )
 from kpy.storage.config import LogConfig
 from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, LogOffline
+from kpy.storage.files import fsync_file
 from kpy.storage.offset_index import DEFAULT_MAX_INDEX_SIZE, OffsetIndex
 from kpy.storage.time_index import NO_TIMESTAMP, TimeIndex
 
@@ -234,6 +235,15 @@ class LogSegment:
         self._max_timestamp = result
         return result
 
+    def largest_timestamp(self) -> int:
+        """What time retention compares (Kafka's LogSegment.largestTimestamp): the largest
+        record timestamp, or the .log file's last modification time (ms) when no record has
+        one."""
+        timestamp = self.max_timestamp_so_far()[0]
+        if timestamp >= 0:
+            return timestamp
+        return os.fstat(self._fd).st_mtime_ns // 1_000_000
+
     # --- Writing ---
 
     def append(self, batches: bytes | bytearray | memoryview) -> None:
@@ -405,7 +415,7 @@ class LogSegment:
     def flush(self) -> None:
         if self.retired:  # its records are gone from the log: nothing to make durable
             return
-        os.fsync(self._fd)
+        fsync_file(self._fd, self.log_path)
         self.offset_index.flush()
         self.time_index.flush()
 
