@@ -1,9 +1,11 @@
 """The broker: shared state behind the handlers, and request dispatch.
 
-``Broker`` owns the LogManager, the producer id allocator and the wake-ups that end Fetch long
-polls. ``Broker.dispatch`` turns one frame into the bytes of its response (or nothing, for
-acks=0 produces), and raises ProtocolError where Kafka closes the connection: a header that does
-not parse, an unknown API key, a version outside the served range (except ApiVersions, which
+``Broker`` owns the LogManager, the producer id allocator, the wake-ups that end Fetch long
+polls, and the logs' background work: retention (``delete_old_segments``, with the FileDeleter
+for the unlinks) and the flush policy (``flush_dirty_logs`` and GroupCommit).
+``Broker.dispatch`` turns one frame into the bytes of its response (or nothing, for acks=0
+produces), and raises ProtocolError where Kafka closes the connection: a header that does not
+parse, an unknown API key, a version outside the served range (except ApiVersions, which
 answers), a body that does not parse.
 """
 
@@ -25,6 +27,8 @@ from kpy.config import BrokerConfig, Listener
 from kpy.coordinator.consumer_group import ConsumerGroupCoordinator
 from kpy.coordinator.group import GroupCoordinator
 from kpy.coordinator.offsets import OffsetStore
+from kpy.file_deleter import FileDeleter
+from kpy.group_commit import GroupCommit
 from kpy.handlers.registry import REGISTRY, CloseConnection
 from kpy.leader_epoch import LEADER_EPOCH
 from kpy.producer_ids import ProducerIdManager
@@ -36,6 +40,7 @@ from kpy.protocol.messages import (
     encode_response,
     parse_header,
 )
+from kpy.storage import durability
 from kpy.storage import errors as se
 from kpy.storage.config import TOPIC_CONFIG_NAMES, LogConfig
 from kpy.storage.log import Log, SegmentDeletion
@@ -116,6 +121,10 @@ class Broker:
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         _load_dynamic_configs(config, data_dir)
+        journal = config.get("kpy.test.durability.journal")
+        if journal:  # test mode: record every fsync for the power-loss simulation
+            durability.enable(journal)
+            log.warning("test mode: fsyncs are journaled in %s", journal)
         self.logs = LogManager.open(data_dir, config.topic_defaults(), node_id=self.node_id)
         logs = self.logs.logs()
         if self.logs.had_clean_shutdown:
@@ -133,6 +142,10 @@ class Broker:
         )
         self.producer_ids = ProducerIdManager(data_dir)
         self.waiters = PartitionWaiters()
+        self.group_commit = GroupCommit()
+        self.file_deleter = FileDeleter()
+        # kpy's own durability mode: fsync before acknowledging a produce (acks 1 and -1).
+        self.flush_before_ack = config.get_bool("kpy.flush.before.ack")
         self.offsets = OffsetStore.open(
             self.logs, config.get_int("offsets.topic.num.partitions"), leader_epoch=LEADER_EPOCH
         )
@@ -311,7 +324,7 @@ class Broker:
             return ErrorCode.unknown_topic_or_partition
         if is_internal(topic):
             return ErrorCode.invalid_topic_exception
-        if "delete" not in partition_log.config.cleanup_policy.split(","):
+        if not partition_log.config.delete:
             return ErrorCode.policy_violation
         if partition_log.offline:
             return ErrorCode.kafka_storage_error
@@ -346,12 +359,73 @@ class Broker:
         if any(deletions):
             await anyio.to_thread.run_sync(delete_files)
 
+    async def delete_old_segments(self) -> int:
+        """One retention pass over every log (Kafka's LogManager.cleanupLogs and
+        UnifiedLog.deleteOldSegments; rules in kpy.storage.retention): segments are renamed to
+        ``*.deleted`` on the loop, the moved log starts are checkpointed, the Fetch long polls of
+        those partitions woken (a fetch below the new start ends with OFFSET_OUT_OF_RANGE), and
+        the files unlinked after each topic's file.delete.delay.ms. Offline logs are left
+        alone, as Kafka takes them out of its log manager. Returns the segments deleted.
+
+        Under the admin lock, as DeleteRecords and the periodic checkpoint are."""
+        now_ms = int(time.time() * 1000)
+        deleted = 0
+        async with self.admin_lock:
+            moved: list[tuple[str, int]] = []
+            for (topic, partition), partition_log in self.logs.logs().items():
+                if partition_log.closed or partition_log.offline:
+                    continue
+                start = partition_log.log_start_offset
+                try:
+                    deletion = partition_log.delete_old_segments(now_ms)
+                except OSError:
+                    log.exception("retention of %s-%d failed; will try again", topic, partition)
+                    continue
+                if deletion:
+                    deleted += len(deletion.segments)
+                    self.file_deleter.schedule(deletion, partition_log.config.file_delete_delay_ms)
+                if partition_log.log_start_offset != start:
+                    moved.append((topic, partition))
+                    log.info(
+                        "retention deleted %d segment(s) of %s-%d; log start offset now %d",
+                        len(deletion.segments),
+                        topic,
+                        partition,
+                        partition_log.log_start_offset,
+                    )
+            if moved:
+                try:
+                    await anyio.to_thread.run_sync(self.logs.write_checkpoints)
+                except OSError:
+                    log.exception("writing the log start offset checkpoint failed")
+                for topic, partition in moved:
+                    self.waiters.notify(topic, partition)
+        return deleted
+
+    async def flush_dirty_logs(self) -> None:
+        """fsync the logs whose last flush is flush.ms old (Kafka's LogManager.flushDirtyLogs),
+        through the group commit; a failure is logged (the log went offline)."""
+        now_ms = int(time.time() * 1000)
+        due = [
+            (tp, lg)
+            for tp, lg in self.logs.logs().items()
+            if not lg.closed and not lg.offline and lg.flush_due_by_time(now_ms)
+        ]
+        for (topic, partition), partition_log in due:
+            try:
+                await self.group_commit.flushed(partition_log, partition_log.log_end_offset)
+            except (OSError, se.KafkaStorageError):
+                log.exception("flushing %s-%d failed", topic, partition)
+
     @property
     def cluster_id(self) -> str:
         return self.logs.cluster_id
 
     def close(self) -> None:
-        self.logs.close()
+        try:
+            self.file_deleter.delete_all_now()
+        finally:
+            self.logs.close()
 
     async def dispatch(self, frame: bytes, peer: str, listener: str = "") -> bytes | None:
         header = parse_header(frame)

@@ -39,6 +39,8 @@ DEFAULTS: dict[str, str] = {
     "log.retention.hours": "168",
     "log.retention.bytes": "-1",
     "log.retention.check.interval.ms": "300000",
+    # Kafka's "for testing only" delay before the log manager's periodic tasks first run.
+    "log.initial.task.delay.ms": "30000",
     "log.cleanup.policy": "delete",
     "log.cleaner.delete.retention.ms": "86400000",
     "log.cleaner.min.compaction.lag.ms": "0",
@@ -64,6 +66,10 @@ DEFAULTS: dict[str, str] = {
     "log.flush.scheduler.interval.ms": "9223372036854775807",
     "log.flush.interval.messages": "9223372036854775807",
     "replica.fetch.max.bytes": "1048576",
+    # kpy's own: fsync (group commit) before acknowledging a produce with acks 1 or -1.
+    "kpy.flush.before.ack": "false",
+    # kpy's own, for tests only: journal every fsync here (kpy.storage.durability).
+    "kpy.test.durability.journal": "",
     "producer.id.expiration.ms": "86400000",
     # Group coordinator. Kafka's code default for the initial rebalance delay is 3000 ms; the
     # server.properties it ships sets 0 for development, and so does kpy.
@@ -206,6 +212,15 @@ class BrokerConfig:
             raise ConfigError("listeners is empty")
         for key in ("num.partitions", "message.max.bytes", "socket.request.max.bytes", "node.id"):
             self.get_int(key)
+        for key in (
+            "log.retention.check.interval.ms",
+            "log.flush.scheduler.interval.ms",
+            "log.initial.task.delay.ms",
+        ):
+            if self.get_int(key) < 0:
+                raise ConfigError(f"{key} must be at least 0")
+        if self.get("kpy.flush.before.ack").lower() not in ("true", "false"):
+            raise ConfigError("kpy.flush.before.ack must be true or false")
         if self.props["log.message.timestamp.type"] not in ("CreateTime", "LogAppendTime"):
             raise ConfigError("log.message.timestamp.type must be CreateTime or LogAppendTime")
         try:

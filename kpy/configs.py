@@ -93,6 +93,21 @@ _BROKER: dict[str, tuple[ConfigType, bool, str]] = {
     "log.retention.hours": (_INT, False, "retention.ms default in hours."),
     "log.retention.minutes": (_INT, False, "retention.ms default in minutes."),
     "log.retention.check.interval.ms": (_LONG, False, "How often retention is checked."),
+    "log.initial.task.delay.ms": (
+        _LONG,
+        False,
+        "Delay before the first retention and flush checks (for tests).",
+    ),
+    "kpy.flush.before.ack": (
+        _BOOL,
+        False,
+        "kpy's own: fsync before acknowledging a produce with acks 1 or -1 (group commit).",
+    ),
+    "kpy.test.durability.journal": (
+        _STR,
+        False,
+        "kpy's own, for tests: journal every fsync here to simulate a power cut.",
+    ),
     "log.flush.offset.checkpoint.interval.ms": (
         _INT,
         False,

@@ -14,7 +14,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import SocketStream
@@ -116,6 +116,9 @@ async def run(
             for name, s in by_listener:
                 tg.start_soon(s.serve, functools.partial(serve_connection, broker, listener=name))
             tg.start_soon(_checkpoint_loop, broker)
+            tg.start_soon(_retention_loop, broker)
+            tg.start_soon(_flush_loop, broker)
+            tg.start_soon(broker.file_deleter.run)
             tg.start_soon(broker.groups.run)
             tg.start_soon(broker.consumer_groups.run)
             tg.start_soon(_expire_offsets_loop, broker)
@@ -143,6 +146,33 @@ async def _checkpoint_loop(broker: Broker) -> None:
                 await anyio.to_thread.run_sync(broker.logs.checkpoint)
         except Exception:
             log.exception("writing checkpoints failed; will try again")
+
+
+async def _every(broker: Broker, interval_key: str, task: Callable[[], Awaitable[object]]) -> None:
+    """Run ``task`` after log.initial.task.delay.ms and then every ``interval_key`` ms, as
+    Kafka's LogManager schedules its periodic tasks (an interval of 0 runs it once, as Kafka's
+    scheduler does); a failure is logged, never fatal."""
+    interval = broker.config.get_int(interval_key) / 1000
+    await anyio.sleep(broker.config.get_int("log.initial.task.delay.ms") / 1000)
+    while True:
+        try:
+            await task()
+        except Exception:
+            log.exception("%s task failed; will try again", interval_key)
+        if interval <= 0:
+            return
+        await anyio.sleep(interval)
+
+
+async def _retention_loop(broker: Broker) -> None:
+    """Delete old segments (Kafka's "kafka-log-retention" task)."""
+    await _every(broker, "log.retention.check.interval.ms", broker.delete_old_segments)
+
+
+async def _flush_loop(broker: Broker) -> None:
+    """Apply flush.ms (Kafka's "kafka-log-flusher" task, every log.flush.scheduler.interval.ms,
+    which by default is so long that it never runs)."""
+    await _every(broker, "log.flush.scheduler.interval.ms", broker.flush_dirty_logs)
 
 
 async def _expire_offsets_loop(broker: Broker) -> None:

@@ -7,8 +7,15 @@ legacy codec; until then such a request closes the connection).
 Batches stay bytes: the handler checks what Kafka checks before appending (exactly one v2 batch
 per partition, max.message.bytes, CRC-32C, header coherence), stamps the leader epoch, and the
 log patches offsets and appends. acks 0, 1 and -1 are accepted; on one node acks=-1 waits for
-nothing more than acks=1 (the flush policy decides durability). With acks=0 no response is sent,
-and an error closes the connection, as Kafka does, so the client learns of it.
+nothing more than acks=1. With acks=0 no response is sent, and an error closes the connection, as
+Kafka does, so the client learns of it.
+
+Durability: once a log holds flush.messages unflushed offsets, the response waits for an fsync,
+as Kafka flushes inside the append; with kpy's own ``kpy.flush.before.ack=true`` every acks 1/-1
+produce waits for one. Both go through the broker's GroupCommit (one fsync per log at a time,
+answering every produce appended before it started, on a worker thread). A failed fsync answers
+KAFKA_STORAGE_ERROR, and so does a failed write (a full disk: the write is undone and the
+partition takes writes again once there is room).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy.handlers.registry import CloseConnection, error_response, handles
@@ -25,6 +33,7 @@ from kpy.protocol import records as rb
 from kpy.protocol.compression import ZSTD
 from kpy.protocol.messages import make, response_module
 from kpy.storage import errors as se
+from kpy.storage.log import Log
 from kpy.topics import is_internal
 
 if TYPE_CHECKING:
@@ -36,11 +45,44 @@ KEY = 0
 @handles(KEY, "Produce", 3, 11, advertised_min=0)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     now_ms = int(time.time() * 1000)
-    return _respond(
-        ctx,
-        request,
-        lambda topic, part: _append(ctx, topic, part.index, part.records, request.acks, now_ms),
-    )
+    outcomes = [
+        _append(ctx, topic.name, part.index, part.records, request.acks, now_ms)
+        for topic in request.topic_data
+        for part in topic.partition_data
+    ]
+    await _make_durable(ctx, request, outcomes)
+    answers = iter(outcomes)  # _respond walks the partitions in the same order
+    return _respond(ctx, request, lambda topic, part: next(answers))
+
+
+async def _make_durable(
+    ctx: RequestContext, request: Any, outcomes: list[tuple[ErrorCode, Any, str | None]]
+) -> None:
+    """Wait for the fsyncs the flush policy asks for before answering (see the module
+    docstring); a partition whose fsync fails gets KAFKA_STORAGE_ERROR instead."""
+    broker = ctx.broker
+    before_ack = broker.flush_before_ack and request.acks != 0
+    waits: list[tuple[int, Log, int]] = []
+    parts = [(t.name, p.index) for t in request.topic_data for p in t.partition_data]
+    for i, ((topic, partition), (error, result, _)) in enumerate(zip(parts, outcomes, strict=True)):
+        if error is not ErrorCode.none or result is None:
+            continue
+        log = broker.logs.get_log(topic, partition)
+        if log is not None and (before_ack or log.flush_due_by_messages()):
+            waits.append((i, log, result.last_offset + 1))
+
+    async def wait(i: int, log: Log, offset: int) -> None:
+        try:
+            await broker.group_commit.flushed(log, offset)
+        except (OSError, se.KafkaStorageError) as e:
+            outcomes[i] = (ErrorCode.kafka_storage_error, None, f"fsync failed: {e}")
+
+    if len(waits) == 1:
+        await wait(*waits[0])
+    elif waits:
+        async with anyio.create_task_group() as tg:
+            for args in waits:
+                tg.start_soon(wait, *args)
 
 
 @error_response(KEY)
