@@ -21,6 +21,7 @@ partition takes writes again once there is room).
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from kpy.broker import RequestContext
 
 KEY = 0
+logger = logging.getLogger(__name__)
 
 
 @handles(KEY, "Produce", 3, 11, advertised_min=0)
@@ -75,6 +77,7 @@ async def _make_durable(
         try:
             await broker.group_commit.flushed(log, offset)
         except (OSError, se.KafkaStorageError) as e:
+            logger.error("fsync of %s failed: %s", log.dir, e)
             outcomes[i] = (ErrorCode.kafka_storage_error, None, f"fsync failed: {e}")
 
     if len(waits) == 1:
@@ -178,9 +181,9 @@ def _append(
         return ErrorCode.invalid_record, None, str(e)
     except se.InvalidTxnState as e:
         return ErrorCode.invalid_txn_state, None, str(e)
-    except se.StorageError as e:
-        return ErrorCode.kafka_storage_error, None, str(e)
-    except OSError as e:
+    except (se.StorageError, OSError) as e:
+        # A full disk or a failing device: the write was undone (or the log went offline).
+        logger.warning("append to %s-%d failed: %s", topic, partition, e)
         return ErrorCode.kafka_storage_error, None, str(e)
     broker.waiters.notify(topic, partition)
     return ErrorCode.none, result, None
