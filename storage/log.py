@@ -30,7 +30,7 @@ from kpy.storage.errors import (
     RecordBatchTooLarge,
     RecordTooLarge,
 )
-from kpy.storage.files import fsync_dir
+from kpy.storage.files import fsync_dir, fsync_file
 from kpy.storage.producer_state import (
     SNAPSHOT_SUFFIX,
     AppendOrigin,
@@ -596,7 +596,10 @@ class Log:
         old = self.active_segment
         if old.size == 0:
             return old
-        self.producer_state.take_snapshot()
+        # Not fsynced here, on the event loop: ``flush`` fsyncs it with the segment it follows,
+        # as Kafka's roll leaves it to the asynchronous flush. A snapshot torn by a crash fails
+        # its CRC at the next open and an older one (or the log itself) is replayed instead.
+        self.producer_state.take_snapshot(sync=False)
         time_entries = old.time_index.entries
         try:
             old.on_become_inactive()
@@ -924,6 +927,8 @@ class Log:
                     if segment.base_offset >= target:
                         break
                     segment.flush()  # a no-op for a segment deleted meanwhile
+                if any(self.recovery_point < b <= target for b in bases[first:]):
+                    self._flush_snapshots(self.recovery_point, target)  # rolled: see ``roll``
                 self._flush_dir()
             except OSError:
                 if not self._closed:  # else deleted under the flush: nothing to make durable
@@ -947,6 +952,20 @@ class Log:
     def flush_due_by_time(self, now_ms: int) -> bool:
         """flush.ms: checked every log.flush.scheduler.interval.ms (Kafka's flushDirtyLogs)."""
         return now_ms - self.last_flush_ms >= self.config.flush_ms
+
+    def _flush_snapshots(self, above: int, up_to: int) -> None:
+        """fsync the producer snapshots taken at rolls to offsets in (``above``, ``up_to``]."""
+        for offset in list_snapshot_offsets(self.dir):
+            if above < offset <= up_to:
+                path = snapshot_path(self.dir, offset)
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:  # pruned or deleted with its segment meanwhile
+                    continue
+                try:
+                    fsync_file(fd, path)
+                finally:
+                    os.close(fd)
 
     def _flush_dir(self) -> None:
         """fsync the directory if a segment file was created since it was last fsynced."""

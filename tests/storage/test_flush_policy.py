@@ -202,3 +202,20 @@ def test_without_a_journal_nothing_is_recorded(tmp_path: Path, opened: Opened) -
     fill(log, 1)
     log.flush()
     assert not list(tmp_path.glob("journal*"))
+
+
+def test_a_roll_leaves_its_snapshot_to_the_flush(
+    tmp_path: Path, opened: Opened, journal: Path
+) -> None:
+    """The roll (on the event loop) writes the producer snapshot without an fsync; the flush
+    that covers the new segment's base fsyncs it."""
+    directory = tmp_path / "p"
+    log = opened(Log.open(directory, CONFIG))
+    fill(log, 4)  # rolled at offset 6
+    snapshot = directory / f"{6:020d}.snapshot"
+    assert snapshot.exists()
+    assert str(snapshot) not in journal.read_text()
+    log.flush(up_to=5)
+    assert str(snapshot) not in journal.read_text()  # the flush did not reach the roll
+    log.flush(up_to=6)
+    assert f" {snapshot}\n" in journal.read_text()
