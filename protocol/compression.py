@@ -36,7 +36,7 @@ BY_CONFIG_NAME = {"uncompressed": NONE, "gzip": GZIP, "snappy": SNAPPY, "lz4": L
 # Decompressed bytes one batch may expand to. Kafka streams and sets no bound; kpy holds a
 # batch's records in memory when it must look inside, so a batch whose payload expands past
 # this is refused (CORRUPT_MESSAGE on produce) rather than allowed to exhaust memory.
-DEFAULT_DECOMPRESSED_LIMIT = 256 * 1024 * 1024
+DEFAULT_DECOMPRESSED_LIMIT = 64 * 1024 * 1024
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)

@@ -290,23 +290,70 @@ def check_compressed_records(batch: bytes | bytearray | memoryview, limit: int) 
     payload = decompress(
         header.compression, bytes(memoryview(batch)[HEADER_SIZE : header.size]), limit
     )
+    return _walk_records(payload, header.records_count, header.base_timestamp)
+
+
+def _walk_records(payload: bytes, count: int, base_ts: int) -> int:
+    # The hot loop of produce validation: varints of one or two bytes (nearly all of them)
+    # are decoded inline, longer ones by _read_varint.
     pos = 0
     end = len(payload)
-    max_ts = NO_TIMESTAMP
-    for index in range(header.records_count):
-        length, pos = _read_varint(payload, pos)
-        record_end = pos + length
-        if length < 6 or record_end > end:
-            raise InvalidRecordBatch("Incorrect declared batch size, premature EOF reached")
-        ts_delta, field = _read_varint(payload, pos + 1)
-        offset_delta, _ = _read_varint(payload, field)
-        if offset_delta != index:
-            raise InvalidRecordBatch("record offset deltas are not consecutive from 0")
-        max_ts = max(max_ts, header.base_timestamp + ts_delta)
-        pos = record_end
+    max_delta = -1 << 63
+    try:
+        for index in range(count):
+            b = payload[pos]
+            if b < 0x80:
+                raw, pos = b, pos + 1
+            elif payload[pos + 1] < 0x80:
+                raw, pos = (b & 0x7F) | (payload[pos + 1] << 7), pos + 2
+            else:
+                raw, pos = _read_uvarint(payload, pos)
+            length = (raw >> 1) ^ -(raw & 1)
+            record_end = pos + length
+            if length < 6 or record_end > end:
+                raise InvalidRecordBatch("Incorrect declared batch size, premature EOF reached")
+            field = pos + 1  # past the record attributes
+            b = payload[field]
+            if b < 0x80:
+                raw, field = b, field + 1
+            elif payload[field + 1] < 0x80:
+                raw, field = (b & 0x7F) | (payload[field + 1] << 7), field + 2
+            else:
+                raw, field = _read_uvarint(payload, field)
+            ts_delta = (raw >> 1) ^ -(raw & 1)
+            b = payload[field]
+            if b < 0x80:
+                raw = b
+            elif payload[field + 1] < 0x80:
+                raw = (b & 0x7F) | (payload[field + 1] << 7)
+            else:
+                raw, _ = _read_uvarint(payload, field)
+            if raw != index << 1:  # zigzag of a non-negative index
+                raise InvalidRecordBatch("record offset deltas are not consecutive from 0")
+            if ts_delta > max_delta:
+                max_delta = ts_delta
+            pos = record_end
+    except IndexError:
+        raise InvalidRecordBatch("Incorrect declared batch size, premature EOF reached") from None
     if pos != end:
         raise InvalidRecordBatch("Incorrect declared batch size, records still remaining")
-    return max_ts
+    return base_ts + max_delta if count else NO_TIMESTAMP
+
+
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    shift = 0
+    raw = 0
+    while True:
+        if pos >= len(buf):
+            raise InvalidRecordBatch("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        raw |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return raw, pos
+        shift += 7
+        if shift > 63:
+            raise InvalidRecordBatch("varint too long")
 
 
 def set_max_timestamp(buf: bytearray, pos: int, size: int, timestamp: int) -> None:
