@@ -1,4 +1,4 @@
-"""Fetch (key 1), v4-v16.
+"""Fetch (key 1), v0-v16.
 
 Stored batches go back as they are: the bytes from the batch that holds the fetch offset onward,
 whole batches only, at least one batch for the first partition that has data even past the byte
@@ -9,7 +9,8 @@ appends to its partitions, until max_wait.
 Fetch sessions (KIP-227) are declined: every response has session id 0, which tells clients to
 send full requests; an incremental request (session epoch above 0) gets
 FETCH_SESSION_ID_NOT_FOUND, as Kafka answers for a session it does not have. Without
-transactions the last stable offset is the high watermark. v13+ names topics by id.
+transactions the last stable offset is the high watermark. v13+ names topics by id. v0-v3
+read message formats v0/v1: kpy.down_conversion converts the stored batches.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from kio.schema.errors import ErrorCode
 
+from kpy import down_conversion
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.storage import errors as se
@@ -34,11 +36,11 @@ READ_COMMITTED = 1
 INLINE_READ_LIMIT = 1 << 20
 
 
-@handles(KEY, "Fetch", 4, 16)
+@handles(KEY, "Fetch", 0, 16)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)
-    if request.session_epoch > 0:
+    if getattr(request, "session_epoch", -1) > 0:
         # An incremental fetch names a session; kpy never creates one (FetchSession.newContext).
         return make(
             mod.FetchResponse,
@@ -91,7 +93,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     mod = response_module(KEY, ctx.version)
-    read_committed = request.isolation_level == READ_COMMITTED
+    read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
     by_id = ctx.version >= 13
     responses = []
     for topic in request.topics:
@@ -119,11 +121,11 @@ async def _read_all(
 ) -> tuple[int, bool, list[Any]]:
     """(bytes read, whether any partition has an error, the topic responses)."""
     broker = ctx.broker
-    remaining = request.max_bytes
+    remaining = getattr(request, "max_bytes", 0x7FFFFFFF)  # v3+
     min_one = True
     total = 0
     errors = False
-    read_committed = request.isolation_level == READ_COMMITTED
+    read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED  # v4+
     responses = []
     for key, name, partitions in wanted:
         out = []
@@ -137,12 +139,16 @@ async def _read_all(
                     if by_id and name is None
                     else ErrorCode.unknown_topic_or_partition
                 )
-            elif (epoch := p.current_leader_epoch) >= 0 and epoch != broker.leader_epoch:
+            elif (epoch := getattr(p, "current_leader_epoch", -1)) >= 0 and (
+                epoch != broker.leader_epoch
+            ):
                 error = (
                     ErrorCode.fenced_leader_epoch
                     if epoch < broker.leader_epoch
                     else ErrorCode.unknown_leader_epoch
                 )
+            elif down_conversion.refuses_compression(log, ctx.version):
+                error = ErrorCode.unsupported_compression_type
             elif not log.log_start_offset <= p.fetch_offset <= log.log_end_offset:
                 error = ErrorCode.offset_out_of_range
             else:
@@ -156,6 +162,10 @@ async def _read_all(
                         error = ErrorCode.unknown_topic_or_partition
                     except (OSError, se.StorageError):
                         error = ErrorCode.kafka_storage_error
+                    if data and down_conversion.needs_conversion(ctx.version):
+                        error, data = await down_conversion.down_convert(
+                            data, ctx.version, p.fetch_offset, limit
+                        )
             if error is not ErrorCode.none or log is None:
                 errors = True
                 out.append(_partition(mod, p.partition, error, -1, -1, -1, read_committed, b""))
