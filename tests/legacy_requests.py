@@ -94,3 +94,90 @@ def fetch(
     else:
         request = legacy.FetchRequestV0(**common)
     return call(client, 1, version, request).responses[0].partitions[0]
+
+
+def list_offsets_v0(
+    client: RawClient, topic: str, timestamp: int, max_num_offsets: int = 1, partition: int = 0
+) -> Any:
+    request = legacy.ListOffsetsRequest(
+        replica_id=i32(-1),
+        topics=(
+            legacy.ListOffsetsTopic(
+                name=topic,
+                partitions=(
+                    legacy.ListOffsetsPartition(
+                        partition_index=i32(partition),
+                        timestamp=i64(timestamp),
+                        max_num_offsets=i32(max_num_offsets),
+                    ),
+                ),
+            ),
+        ),
+    )
+    return call(client, 2, 0, request).topics[0].partitions[0]
+
+
+def offset_commit(
+    client: RawClient,
+    version: int,
+    group: str,
+    topic: str,
+    offset: int,
+    *,
+    partition: int = 0,
+    generation: int = -1,
+    member_id: str = "",
+    commit_timestamp: int = -1,
+    metadata: str | None = "",
+) -> Any:
+    """The partition error of an OffsetCommit v0 or v1."""
+    request: Any
+    if version == 0:
+        request = legacy.OffsetCommitRequestV0(
+            group_id=group,
+            topics=(
+                legacy.OffsetCommitRequestTopicV0(
+                    name=topic,
+                    partitions=(
+                        legacy.OffsetCommitRequestPartitionV0(
+                            partition_index=i32(partition),
+                            committed_offset=i64(offset),
+                            committed_metadata=metadata,
+                        ),
+                    ),
+                ),
+            ),
+        )
+    else:
+        request = legacy.OffsetCommitRequestV1(
+            group_id=group,
+            generation_id_or_member_epoch=i32(generation),
+            member_id=member_id,
+            topics=(
+                legacy.OffsetCommitRequestTopicV1(
+                    name=topic,
+                    partitions=(
+                        legacy.OffsetCommitRequestPartitionV1(
+                            partition_index=i32(partition),
+                            committed_offset=i64(offset),
+                            commit_timestamp=i64(commit_timestamp),
+                            committed_metadata=metadata,
+                        ),
+                    ),
+                ),
+            ),
+        )
+    return call(client, 8, version, request).topics[0].partitions[0].error_code
+
+
+def offset_fetch(
+    client: RawClient, version: int, group: str, topic: str, partition: int = 0
+) -> Any:
+    """The partition answer of an OffsetFetch v0 or v1."""
+    from kio.schema.offset_fetch.v1 import request as of1
+
+    request = of1.OffsetFetchRequest(
+        group_id=group,
+        topics=(of1.OffsetFetchRequestTopic(name=topic, partition_indexes=(i32(partition),)),),
+    )
+    return call(client, 9, version, request).topics[0].partitions[0]
