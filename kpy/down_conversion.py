@@ -5,10 +5,10 @@ read for those versions is converted (kpy.protocol.legacy_records.down_convert) 
 sent: control batches dropped, uncompressed records below the fetch offset dropped, compressed
 batches as one wrapper. The converted bytes are kept within the partition's byte budget at
 message boundaries (at least one message goes), where Kafka sends the first converted chunks
-and cuts the rest at the budget. A zstd batch cannot be expressed in v0/v1: a read that starts
-with one answers UNSUPPORTED_COMPRESSION_TYPE, as Kafka's down-conversion does, and so does any
-Fetch below v10 on a topic whose compression.type is zstd (KafkaApis.maybeConvertFetchedData).
-Large reads are converted on a worker thread.
+and cuts the rest at the budget. A zstd batch cannot be expressed in v0/v1: Kafka's
+down-conversion refuses it (UNSUPPORTED_COMPRESSION_TYPE), kpy sends its records uncompressed.
+Any Fetch below v10 on a topic whose compression.type is zstd is refused, as Kafka does
+(KafkaApis.maybeConvertFetchedData). Large reads are converted on a worker thread.
 """
 
 from __future__ import annotations
@@ -48,7 +48,5 @@ async def down_convert(
         if len(data) > INLINE_CONVERT_LIMIT:
             return ErrorCode.none, await anyio.to_thread.run_sync(convert)
         return ErrorCode.none, convert()
-    except lr.UnsupportedCompression:
-        return ErrorCode.unsupported_compression_type, b""
     except (rb.CorruptRecordBatch, rb.InvalidRecordBatch):
         return ErrorCode.corrupt_message, b""

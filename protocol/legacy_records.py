@@ -26,9 +26,10 @@ compression.type names another.
 
 Down-conversion (Fetch v0-v3) follows Kafka's RecordsUtil.downConvert: control batches are
 dropped; an uncompressed v2 batch becomes one message per record, those below the fetch offset
-dropped; a compressed batch becomes one wrapper with every record; zstd cannot be expressed in
-v0/v1 (UnsupportedCompression). LogAppendTime batches give each message the append time and, in
-v1, the LogAppendTime bit. Headers are dropped (v0/v1 have none).
+dropped; a compressed batch becomes one wrapper with every record. zstd cannot be expressed in
+v0/v1: where Kafka refuses the fetch, kpy sends such a batch's records uncompressed, so that an
+old client can read what a new one wrote. LogAppendTime batches give each message the append
+time and, in v1, the LogAppendTime bit. Headers are dropped (v0/v1 have none).
 
 Pure functions over bytes; callers run big conversions on a worker thread.
 """
@@ -57,7 +58,7 @@ class InvalidTimestamp(Exception):
 
 
 class UnsupportedCompression(Exception):
-    """A batch cannot be expressed in the older format (zstd; UNSUPPORTED_COMPRESSION_TYPE)."""
+    """zstd in a v0/v1 message set, which those formats never had (UNSUPPORTED_COMPRESSION_TYPE)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,27 +280,20 @@ def down_convert(
     """Convert whole v2 batches (as Log.read returns them) to a v0/v1 message set.
 
     Stops before the message (or wrapper) that would take the output past ``budget`` bytes,
-    though the first one always goes. Raises UnsupportedCompression when the first batch to
-    convert is zstd; a later zstd batch ends the output before it.
+    though the first one always goes.
     """
     out = bytearray()
     for pos, header in rb.iter_headers(data):
         if header.is_control:
             continue
-        if header.compression == compression.ZSTD:
-            if out:
-                break
-            raise UnsupportedCompression("Down-conversion of zstandard-compressed batches")
         try:
             records = rb.decode_records(memoryview(data)[pos : pos + header.size], limit)
         except compression.DecompressionError as e:
             raise rb.CorruptRecordBatch(str(e)) from e
         lat = header.max_timestamp if header.is_log_append_time else None
-        units: list[list[rb.Record]]
-        if header.compression:
-            units = [records]
-        else:
-            units = [[r] for r in records if r.offset >= fetch_offset]
+        codec = header.compression if header.compression != compression.ZSTD else compression.NONE
+        # A wrapper holds the whole batch; plain messages start at the fetch offset.
+        units = [records] if codec else [[r] for r in records if r.offset >= fetch_offset]
         for unit in units:
             if not unit:
                 continue
@@ -309,7 +303,7 @@ def down_convert(
                     for r in unit
                 ],
                 magic=to_magic,
-                codec=header.compression,
+                codec=codec,
                 log_append_time=lat,
             )
             if out and len(out) + len(chunk) > budget:

@@ -97,17 +97,20 @@ def test_budget_and_at_least_one_message(kpy: KpyProcess) -> None:
         assert [m.offset for m in lr.iter_messages(none.records)] == [0]
 
 
-def test_zstd_cannot_go_down(kpy: KpyProcess) -> None:
+def test_zstd_goes_down_uncompressed_unless_the_topic_compresses_with_zstd(
+    kpy: KpyProcess,
+) -> None:
     with RawClient(kpy.bootstrap) as client:
         metadata(client, "z")
         produce(client, "z", v2_batch(2))
-        produce(client, "z", v2_batch(2, c.ZSTD))
-        part = fetch_v(client, 3, "z", 0)
-        assert part.error_code == ErrorCode.none  # the plain batch, then stop
-        assert [m.offset for m in flat(part.records)] == [0, 1]
-        part = fetch_v(client, 3, "z", 2)
-        assert part.error_code == ErrorCode.unsupported_compression_type
-        assert part.records == b""
+        produce(client, "z", v2_batch(3, c.ZSTD, 2))
+        part = fetch_v(client, 3, "z", 3)
+        assert part.error_code == ErrorCode.none
+        shallow = list(lr.iter_messages(part.records))
+        assert [(m.offset, m.codec, m.value) for m in shallow] == [
+            (3, c.NONE, b"v3"),
+            (4, c.NONE, b"v4"),
+        ]
         create_topic(client, "zt", compression_type="zstd")
         produce(client, "zt", v2_batch(1))
         assert fetch_v(client, 0, "zt", 0).error_code == ErrorCode.unsupported_compression_type

@@ -111,14 +111,12 @@ def test_budget_stops_between_messages_but_one_always_goes() -> None:
     assert len(some) <= 600 and len(list(lr.iter_messages(some))) == 4
 
 
-def test_zstd_and_control_batches() -> None:
-    recs = [rb.Record(0, 1, b"k", b"v", ())]
-    with pytest.raises(lr.UnsupportedCompression):
-        lr.down_convert(rb.encode_batch(recs, base_offset=0, codec=c.ZSTD), 1, 0, 1 << 20)
-    plain = rb.encode_batch(recs, base_offset=0)
-    later = rb.encode_batch([rb.Record(1, 1, b"k", b"v", ())], base_offset=1, codec=c.ZSTD)
-    out = list(lr.iter_messages(lr.down_convert(plain + later, 1, 0, 1 << 20)))
-    assert [m.offset for m in out] == [0]  # stops before the zstd batch
+def test_zstd_goes_down_uncompressed_and_control_batches_are_dropped() -> None:
+    recs = [rb.Record(0, 1, b"k", b"v", ()), rb.Record(1, 2, b"k2", b"v2", ())]
+    zstd = rb.encode_batch(recs, base_offset=0, codec=c.ZSTD)
+    out = list(lr.iter_messages(lr.down_convert(zstd, 1, 1, 1 << 20)))
+    assert [(m.offset, m.codec, m.timestamp, m.value) for m in out] == [(1, c.NONE, 2, b"v2")]
+    plain = rb.encode_batch(recs[:1], base_offset=0)
     control = bytearray(rb.build_batch([(b"\x00\x00\x00\x00", b"")], attributes=0x30))
     assert lr.down_convert(bytes(control) + plain, 1, 0, 1 << 20)[:8] == bytes(8)
     assert len(list(lr.iter_messages(lr.down_convert(bytes(control), 1, 0, 1 << 20)))) == 0
