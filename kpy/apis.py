@@ -6,7 +6,6 @@ import kpy.handlers  # noqa: F401  (registers every handler)
 from kpy.handlers.registry import REGISTRY
 
 NOTES = {
-    0: " (0-2 advertised, as Kafka 4 does)",
     22: " (idempotent producers; transactions to come)",
 }
 

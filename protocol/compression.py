@@ -1,8 +1,22 @@
 """Record batch codecs: gzip, snappy, lz4 and zstd, by Kafka's codec ids.
 
 The libraries do the compression (zlib, cramjam for snappy, lz4.frame, zstandard); this module
-only maps Kafka's ids to them, unwraps the xerial framing some clients put around snappy, and
+maps Kafka's ids to them, handles the framings Kafka's clients put around the payloads, and
 bounds the decompressed size so that a small hostile batch cannot exhaust memory.
+
+Framings, as Kafka reads and writes them:
+
+- snappy: Kafka's Java code writes the xerial framing (magic ``\\x82SNAPPY\\x00``, version 1,
+  compatible version 1, then blocks of big-endian int32 length + raw snappy, 32 KiB of input
+  each); librdkafka and others send raw snappy. Both decode; ``compress`` writes xerial, as
+  Kafka does, which every client reads.
+- lz4: the LZ4 frame format, written with independent blocks and no content size (what Kafka's
+  KafkaLZ4BlockOutputStream writes). In message format v0 Kafka computed the frame descriptor's
+  header checksum over the wrong bytes (KAFKA-3160): the v0 reader ignores that checksum and
+  the v0 writer reproduces the wrong one, because clients of that era check for it.
+- gzip and zstd: plain streams.
+
+Everything here is pure (bytes in, bytes out) and may run on a worker thread.
 """
 
 from __future__ import annotations
@@ -16,71 +30,113 @@ import zstandard
 
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
 NAMES = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
+# compression.type values (topic and broker configs) -> codec; "producer" keeps the source's.
+BY_CONFIG_NAME = {"uncompressed": NONE, "gzip": GZIP, "snappy": SNAPPY, "lz4": LZ4, "zstd": ZSTD}
+
+# Decompressed bytes one batch may expand to. Kafka streams and sets no bound; kpy holds a
+# batch's records in memory when it must look inside, so a batch whose payload expands past
+# this is refused (CORRUPT_MESSAGE on produce) rather than allowed to exhaust memory.
+DEFAULT_DECOMPRESSED_LIMIT = 64 * 1024 * 1024
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
+_XERIAL_BLOCK = 32 * 1024
+_INT32 = struct.Struct(">i")
+_ZSTD_INPUT_CHUNK = 1024
 
 
 class DecompressionError(Exception):
     """The payload does not decode with its codec, or decodes past the allowed size."""
 
 
+def _too_large() -> DecompressionError:
+    return DecompressionError("decompressed batch exceeds the allowed size")
+
+
 def _gunzip(data: bytes, limit: int) -> bytes:
     d = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
     out = d.decompress(data, limit + 1)
     if len(out) > limit:
-        raise DecompressionError("decompressed batch exceeds the allowed size")
+        raise _too_large()
+    if not d.eof:
+        raise DecompressionError("truncated gzip stream")
     return out
 
 
 def _unsnappy(data: bytes, limit: int) -> bytes:
     if data.startswith(_XERIAL_MAGIC):
-        parts = []
-        total = 0
-        pos = 16  # magic (8) + version (4) + compatible version (4)
-        while pos < len(data):
-            if pos + 4 > len(data):
-                raise DecompressionError("truncated xerial snappy block")
-            (length,) = struct.unpack_from(">i", data, pos)
-            pos += 4
-            block = bytes(cramjam.snappy.decompress_raw(data[pos : pos + length]))
-            total += len(block)
-            if total > limit:
-                raise DecompressionError("decompressed batch exceeds the allowed size")
-            parts.append(block)
-            pos += length
-        return b"".join(parts)
+        return _unxerial(data, limit)
     if cramjam.snappy.decompress_raw_len(data) > limit:
-        raise DecompressionError("decompressed batch exceeds the allowed size")
+        raise _too_large()
     return bytes(cramjam.snappy.decompress_raw(data))
+
+
+def _unxerial(data: bytes, limit: int) -> bytes:
+    parts = []
+    total = 0
+    pos = len(_XERIAL_HEADER)  # magic (8) + version (4) + compatible version (4)
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise DecompressionError("truncated xerial snappy block")
+        (length,) = _INT32.unpack_from(data, pos)
+        pos += 4
+        if length < 0 or pos + length > len(data):
+            raise DecompressionError("xerial snappy block runs past the payload")
+        block = memoryview(data)[pos : pos + length]
+        total += cramjam.snappy.decompress_raw_len(block)
+        if total > limit:
+            raise _too_large()
+        parts.append(bytes(cramjam.snappy.decompress_raw(block)))
+        pos += length
+    return b"".join(parts)
 
 
 def _unlz4(data: bytes, limit: int) -> bytes:
     d = lz4.frame.LZ4FrameDecompressor()
     out = d.decompress(data, max_length=limit + 1)
     if len(out) > limit:
-        raise DecompressionError("decompressed batch exceeds the allowed size")
+        raise _too_large()
+    if not d.eof:
+        raise DecompressionError("truncated lz4 frame")
     return bytes(out)
 
 
 def _unzstd(data: bytes, limit: int) -> bytes:
+    # The input goes in small pieces so that the output is checked against the limit as it
+    # grows (a zstd block of a few bytes may expand to 128 KiB); a truncated frame ends
+    # without eof.
+    d = zstandard.ZstdDecompressor().decompressobj()
     out = bytearray()
-    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-        while chunk := reader.read(65536):
-            out += chunk
-            if len(out) > limit:
-                raise DecompressionError("decompressed batch exceeds the allowed size")
+    view = memoryview(data)
+    for start in range(0, len(data), _ZSTD_INPUT_CHUNK):
+        out += d.decompress(view[start : start + _ZSTD_INPUT_CHUNK])
+        if len(out) > limit:
+            raise _too_large()
+        if d.eof:
+            break
+    if not d.eof:
+        raise DecompressionError("truncated zstd frame")
     return bytes(out)
 
 
 _DECODERS = {GZIP: _gunzip, SNAPPY: _unsnappy, LZ4: _unlz4, ZSTD: _unzstd}
 
 
-def decompress(codec: int, data: bytes, limit: int) -> bytes:
+def decompress(
+    codec: int, data: bytes, limit: int = DEFAULT_DECOMPRESSED_LIMIT, *, magic: int = 2
+) -> bytes:
+    """Decode ``data``; DecompressionError if it does not decode or expands past ``limit``.
+
+    ``magic`` is the message format the payload came in: v0 lz4 carries Kafka's wrong header
+    checksum, which is ignored.
+    """
     try:
         decoder = _DECODERS[codec]
     except KeyError:
         raise DecompressionError(f"unknown compression codec {codec}") from None
     try:
+        if codec == LZ4 and magic == 0:
+            data = _fix_lz4_header_checksum(data)
         return decoder(data, limit)
     except DecompressionError:
         raise
@@ -88,14 +144,95 @@ def decompress(codec: int, data: bytes, limit: int) -> bytes:
         raise DecompressionError(f"{NAMES[codec]} payload does not decode: {e}") from e
 
 
-def compress(codec: int, data: bytes) -> bytes:
+def compress(codec: int, data: bytes, *, magic: int = 2) -> bytes:
+    """Encode ``data`` as Kafka writes it for message format ``magic``."""
     if codec == GZIP:
         c = zlib.compressobj(wbits=31)
         return c.compress(data) + c.flush()
     if codec == SNAPPY:
-        return bytes(cramjam.snappy.compress_raw(data))
+        return _xerial(data)
     if codec == LZ4:
-        return bytes(lz4.frame.compress(data))
+        frame = bytes(lz4.frame.compress(data, block_linked=False, store_size=False))
+        return _break_lz4_header_checksum(frame) if magic == 0 else frame
     if codec == ZSTD:
         return bytes(zstandard.ZstdCompressor().compress(data))
     raise ValueError(f"unknown compression codec {codec}")
+
+
+def _xerial(data: bytes) -> bytes:
+    out = bytearray(_XERIAL_HEADER)
+    view = memoryview(data)
+    for start in range(0, len(data), _XERIAL_BLOCK):
+        block = bytes(cramjam.snappy.compress_raw(view[start : start + _XERIAL_BLOCK]))
+        out += _INT32.pack(len(block))
+        out += block
+    return bytes(out)
+
+
+# --- LZ4 frame descriptor checksum (KAFKA-3160) ---------------------------------------------
+# The descriptor is: magic (4) FLG (1) BD (1) [content size (8) if FLG bit 3] [dictionary id
+# (4) if FLG bit 0] HC (1). HC is the second byte of xxHash32 (seed 0) of FLG..the byte before
+# HC; Kafka's v0 code hashed from the magic instead.
+
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def _lz4_descriptor_end(frame: bytes) -> int:
+    """Index of HC in ``frame``'s descriptor."""
+    if len(frame) < 7 or not frame.startswith(_LZ4_MAGIC):
+        raise DecompressionError("not an lz4 frame")
+    flg = frame[4]
+    end = 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0)
+    if len(frame) <= end:
+        raise DecompressionError("truncated lz4 frame descriptor")
+    return end
+
+
+def _fix_lz4_header_checksum(frame: bytes) -> bytes:
+    hc = _lz4_descriptor_end(frame)
+    good = (xxh32(frame[4:hc]) >> 8) & 0xFF
+    return frame[:hc] + bytes([good]) + frame[hc + 1 :]
+
+
+def _break_lz4_header_checksum(frame: bytes) -> bytes:
+    hc = _lz4_descriptor_end(frame)
+    wrong = (xxh32(frame[:hc]) >> 8) & 0xFF
+    return frame[:hc] + bytes([wrong]) + frame[hc + 1 :]
+
+
+_P1, _P2, _P3, _P4, _P5 = 2654435761, 2246822519, 3266489917, 668265263, 374761393
+_M32 = 0xFFFFFFFF
+
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (32 - r))) & _M32
+
+
+def xxh32(data: bytes, seed: int = 0) -> int:
+    """xxHash32, for the few bytes of an LZ4 frame descriptor (the lz4 package hides its own)."""
+    n = len(data)
+    pos = 0
+    if n >= 16:
+        v = [(seed + _P1 + _P2) & _M32, (seed + _P2) & _M32, seed & _M32, (seed - _P1) & _M32]
+        while pos + 16 <= n:
+            for i in range(4):
+                (lane,) = struct.unpack_from("<I", data, pos + 4 * i)
+                v[i] = (_rotl((v[i] + lane * _P2) & _M32, 13) * _P1) & _M32
+            pos += 16
+        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)) & _M32
+    else:
+        h = (seed + _P5) & _M32
+    h = (h + n) & _M32
+    while pos + 4 <= n:
+        (word,) = struct.unpack_from("<I", data, pos)
+        h = (_rotl((h + word * _P3) & _M32, 17) * _P4) & _M32
+        pos += 4
+    while pos < n:
+        h = (_rotl((h + data[pos] * _P5) & _M32, 11) * _P1) & _M32
+        pos += 1
+    h ^= h >> 15
+    h = (h * _P2) & _M32
+    h ^= h >> 13
+    h = (h * _P3) & _M32
+    h ^= h >> 16
+    return h

@@ -35,6 +35,8 @@ from kio.serial._introspect import (
 from kio.serial._parse import get_reader
 from kio.serial.readers import compact_array_reader, legacy_array_reader
 
+from kpy.protocol import legacy
+
 API_VERSIONS_KEY = 18
 DEFAULT_MAX_REQUEST_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes
 
@@ -88,15 +90,19 @@ class RequestHeader:
 
 @cache
 def request_type(api_key: int, version: int) -> Any:
-    """kio's request type for a key and version, or None where kio has none."""
+    """kio's request type for a key and version (or kpy's for the versions Kafka 4 removed),
+    or None where there is none."""
     try:
         return load_request_schema(api_key, version)
     except (UnknownAPIKey, UnknownEntity):
-        return None
+        return legacy.request_type(api_key, version)
 
 
 @cache
 def response_type(api_key: int, version: int) -> Any:
+    found = legacy.response_type(api_key, version)
+    if found is not None:
+        return found
     return load_response_schema(api_key, version)
 
 
@@ -306,7 +312,11 @@ def has_field(cls: Any, name: str) -> bool:
 
 @cache
 def response_module(api_key: int, version: int) -> Any:
-    """The kio module holding one version's response type and its nested types."""
+    """The kio module holding one version's response type and its nested types (a namespace
+    of kpy's types for the versions Kafka 4 removed)."""
     import importlib
 
+    found = legacy.response_module(api_key, version)
+    if found is not None:
+        return found
     return importlib.import_module(response_type(api_key, version).__module__)

@@ -30,7 +30,7 @@ the CRC covers, so that path recomputes it.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import crc32c
@@ -275,6 +275,96 @@ def decode_records(
     return records
 
 
+def check_compressed_records(batch: bytes | bytearray | memoryview, limit: int) -> int:
+    """Decompress one compressed v2 batch and walk its records, as Kafka's LogValidator does on
+    produce; return the largest record timestamp.
+
+    Raises DecompressionError (kpy.protocol.compression) when the payload does not decode or
+    expands past ``limit``, InvalidRecordBatch when the records do not match the header: their
+    count, their lengths, offset deltas other than 0, 1, 2... (Kafka rewrites such a batch;
+    kpy refuses it).
+    """
+    from kpy.protocol.compression import decompress
+
+    header = read_header(batch, 0)
+    payload = decompress(
+        header.compression, bytes(memoryview(batch)[HEADER_SIZE : header.size]), limit
+    )
+    return _walk_records(payload, header.records_count, header.base_timestamp)
+
+
+def _walk_records(payload: bytes, count: int, base_ts: int) -> int:
+    # The hot loop of produce validation: varints of one or two bytes (nearly all of them)
+    # are decoded inline, longer ones by _read_varint.
+    pos = 0
+    end = len(payload)
+    max_delta = -1 << 63
+    try:
+        for index in range(count):
+            b = payload[pos]
+            if b < 0x80:
+                raw, pos = b, pos + 1
+            elif payload[pos + 1] < 0x80:
+                raw, pos = (b & 0x7F) | (payload[pos + 1] << 7), pos + 2
+            else:
+                raw, pos = _read_uvarint(payload, pos)
+            length = (raw >> 1) ^ -(raw & 1)
+            record_end = pos + length
+            if length < 6 or record_end > end:
+                raise InvalidRecordBatch("Incorrect declared batch size, premature EOF reached")
+            field = pos + 1  # past the record attributes
+            b = payload[field]
+            if b < 0x80:
+                raw, field = b, field + 1
+            elif payload[field + 1] < 0x80:
+                raw, field = (b & 0x7F) | (payload[field + 1] << 7), field + 2
+            else:
+                raw, field = _read_uvarint(payload, field)
+            ts_delta = (raw >> 1) ^ -(raw & 1)
+            b = payload[field]
+            if b < 0x80:
+                raw = b
+            elif payload[field + 1] < 0x80:
+                raw = (b & 0x7F) | (payload[field + 1] << 7)
+            else:
+                raw, _ = _read_uvarint(payload, field)
+            if raw != index << 1:  # zigzag of a non-negative index
+                raise InvalidRecordBatch("record offset deltas are not consecutive from 0")
+            if ts_delta > max_delta:
+                max_delta = ts_delta
+            pos = record_end
+    except IndexError:
+        raise InvalidRecordBatch("Incorrect declared batch size, premature EOF reached") from None
+    if pos != end:
+        raise InvalidRecordBatch("Incorrect declared batch size, records still remaining")
+    return base_ts + max_delta if count else NO_TIMESTAMP
+
+
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    shift = 0
+    raw = 0
+    while True:
+        if pos >= len(buf):
+            raise InvalidRecordBatch("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        raw |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return raw, pos
+        shift += 7
+        if shift > 63:
+            raise InvalidRecordBatch("varint too long")
+
+
+def set_max_timestamp(buf: bytearray, pos: int, size: int, timestamp: int) -> None:
+    """Set the max timestamp of the (CreateTime) batch at ``pos`` and fix the CRC."""
+    attributes, last_delta, base_ts, _ = _ATTRS_AND_REST.unpack_from(buf, pos + ATTRIBUTES_OFFSET)
+    _ATTRS_AND_REST.pack_into(
+        buf, pos + ATTRIBUTES_OFFSET, attributes, last_delta, base_ts, timestamp
+    )
+    struct.pack_into(">I", buf, pos + CRC_OFFSET, compute_crc(buf, pos, size))
+
+
 def _write_varint(out: bytearray, value: int) -> None:
     raw = (value << 1) ^ (value >> 63)
     while raw >= 0x80:
@@ -289,6 +379,63 @@ def _write_varbytes(out: bytearray, data: bytes | None) -> None:
     else:
         _write_varint(out, len(data))
         out += data
+
+
+def encode_batch(
+    records: Sequence[Record],
+    *,
+    base_offset: int,
+    codec: int = 0,
+    log_append_time: int | None = None,
+    partition_leader_epoch: int = -1,
+) -> bytes:
+    """Encode records (absolute offsets, at or above ``base_offset``, increasing) as one v2
+    batch, compressed with ``codec``; no producer id. As Kafka's MemoryRecordsBuilder: the base
+    timestamp is the first record's, the max timestamp the largest (or ``log_append_time``,
+    which also sets the timestamp type).
+    """
+    from kpy.protocol.compression import compress
+
+    if not records:
+        raise ValueError("a batch needs at least one record")
+    base_ts = records[0].timestamp
+    max_ts = NO_TIMESTAMP
+    body = bytearray()
+    for rec in records:
+        max_ts = max(max_ts, rec.timestamp)
+        one = bytearray([0])  # record attributes: none defined
+        _write_varint(one, rec.timestamp - base_ts)
+        _write_varint(one, rec.offset - base_offset)
+        _write_varbytes(one, rec.key)
+        _write_varbytes(one, rec.value)
+        _write_varint(one, len(rec.headers))
+        for hkey, hval in rec.headers:
+            _write_varbytes(one, hkey.encode())
+            _write_varbytes(one, hval)
+        _write_varint(body, len(one))
+        body += one
+    payload = compress(codec, bytes(body)) if codec else bytes(body)
+    attributes = codec
+    if log_append_time is not None:
+        attributes |= TIMESTAMP_TYPE_MASK
+        max_ts = log_append_time
+    tail = (
+        struct.pack(
+            ">hiqqqhii",
+            attributes,
+            records[-1].offset - base_offset,
+            base_ts,
+            max_ts,
+            NO_PRODUCER_ID,
+            NO_PRODUCER_EPOCH,
+            NO_SEQUENCE,
+            len(records),
+        )
+        + payload
+    )
+    crc = crc32c.crc32c(tail)
+    head = struct.pack(">qiibI", base_offset, len(tail) + 9, partition_leader_epoch, 2, crc)
+    return head + tail
 
 
 def build_batch(

@@ -125,7 +125,7 @@ def test_unknown_api_versions_version_gets_v0_layout_with_ranges(broker: KpyProc
             for key, lo, hi in (struct.unpack_from(">hhh", data, 10 + 6 * i) for i in range(count))
         }
         assert ranges[18] == (0, 4)
-        assert ranges[0][0] == 0 and ranges[1] == (4, 16)
+        assert ranges[0] == (0, 11) and ranges[1] == (0, 16)
         assert len(data) == 10 + 6 * count
         # The connection stays usable: the client retries at a version both sides know.
         resp = c.request(

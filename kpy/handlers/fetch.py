@@ -1,4 +1,4 @@
-"""Fetch (key 1), v4-v16.
+"""Fetch (key 1), v0-v16.
 
 Stored batches go back as they are: the bytes from the batch that holds the fetch offset onward,
 whole batches only, at least one batch for the first partition that has data even past the byte
@@ -19,6 +19,8 @@ appears. A last_fetched_epoch (v12+) is checked against the epoch cache first: u
 leader is OFFSET_OUT_OF_RANGE, and a fetch offset past the end of that epoch gets no records but
 a diverging epoch (the epoch and its end offset) for the fetcher to truncate to. A partition
 with an error or a diverging epoch answers the request at once.
+
+v0-v3 read message formats v0/v1: kpy.down_conversion converts the stored batches.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from kio.schema.errors import ErrorCode
 
+from kpy import down_conversion
 from kpy.handlers.registry import error_response, handles
 from kpy.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET, check_current, end_offset_for
 from kpy.protocol.messages import make, response_module
@@ -44,11 +47,11 @@ READ_COMMITTED = 1
 INLINE_READ_LIMIT = 1 << 20
 
 
-@handles(KEY, "Fetch", 4, 16)
+@handles(KEY, "Fetch", 0, 16)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)
-    if request.session_epoch > 0:
+    if getattr(request, "session_epoch", -1) > 0:
         # An incremental fetch names a session; kpy never creates one (FetchSession.newContext).
         return make(
             mod.FetchResponse,
@@ -101,7 +104,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     mod = response_module(KEY, ctx.version)
-    read_committed = request.isolation_level == READ_COMMITTED
+    read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
     by_id = ctx.version >= 13
     responses = []
     for topic in request.topics:
@@ -129,11 +132,11 @@ async def _read_all(
 ) -> tuple[int, bool, list[Any]]:
     """(bytes read, whether to answer at once (an error or a diverging epoch), the topics)."""
     broker = ctx.broker
-    remaining = request.max_bytes
+    remaining = getattr(request, "max_bytes", 0x7FFFFFFF)  # v3+
     min_one = True
     total = 0
     answer_now = False
-    read_committed = request.isolation_level == READ_COMMITTED
+    read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED  # v4+
     responses = []
     for key, name, partitions in wanted:
         out = []
@@ -150,9 +153,17 @@ async def _read_all(
                 )
             else:
                 error, diverging = _check_epochs(p, log)
+                if error is ErrorCode.none and down_conversion.refuses_compression(
+                    log, ctx.version
+                ):
+                    error = ErrorCode.unsupported_compression_type
                 if error is ErrorCode.none and diverging is None:
                     limit = min(p.partition_max_bytes, remaining)
                     error, data = await _read_partition(log, p.fetch_offset, limit, min_one)
+                    if data and down_conversion.needs_conversion(ctx.version):
+                        error, data = await down_conversion.down_convert(
+                            data, ctx.version, p.fetch_offset, limit
+                        )
             if error is not ErrorCode.none or log is None:
                 answer_now = True
                 out.append(
@@ -198,7 +209,8 @@ async def _read_all(
 def _check_epochs(p: Any, log: Log) -> tuple[ErrorCode, tuple[int, int] | None]:
     """The error from the fetcher's epochs, or the diverging (epoch, end offset) to report."""
     # A negative epoch in a fetch means "none" (FetchRequest.optionalEpoch).
-    current = p.current_leader_epoch if p.current_leader_epoch >= 0 else None
+    current_epoch = getattr(p, "current_leader_epoch", -1)  # v9+
+    current = current_epoch if current_epoch >= 0 else None
     error = check_current(current)
     last_fetched = getattr(p, "last_fetched_epoch", -1)
     if error is not ErrorCode.none or last_fetched < 0:

@@ -1,4 +1,4 @@
-"""ListOffsets (key 2), v1-v10.
+"""ListOffsets (key 2), v0-v10.
 
 Timestamps: -2 earliest (the log start offset), -1 latest (the high watermark; the last stable
 offset for read_committed, the same thing until transactions arrive), -3 the record with the
@@ -11,10 +11,18 @@ moves it). With no such record the answer is offset -1 and timestamp -1, as Kafk
 Leader epochs (leader_epoch.py): current_leader_epoch -1 means none; any other value than the
 leader's epoch is FENCED_LEADER_EPOCH (older) or UNKNOWN_LEADER_EPOCH (newer). A found offset
 comes with the leader epoch, which is the epoch of every stored batch.
+
+v0 answers with a list of up to max_num_offsets offsets, newest first, as Kafka's
+legacyFetchOffsetsBefore: the base offset of each segment (at least the log start) paired with
+the segment file's modification time, plus the log end offset (paired with now) when the last
+segment holds data; -1 starts from the newest, -2 from the oldest, any other timestamp from the
+newest whose time is at or before it. Other negative timestamps are UNSUPPORTED_VERSION.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +32,7 @@ from kio.schema.errors import ErrorCode
 from kpy.handlers.registry import error_response, handles
 from kpy.leader_epoch import check_current
 from kpy.protocol.messages import make, response_module
+from kpy.storage.log import Log
 
 if TYPE_CHECKING:
     from kpy.broker import RequestContext
@@ -35,8 +44,10 @@ LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4,
 MIN_VERSION = {LATEST: 0, EARLIEST: 0, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
 
 
-@handles(KEY, "ListOffsets", 1, 10)
+@handles(KEY, "ListOffsets", 0, 10)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if ctx.version == 0:
+        return _respond_v0(ctx, request, lambda topic, p: _lookup_v0(ctx, topic, p))
     seen = Counter((t.name, p.partition_index) for t in request.topics for p in t.partitions)
 
     def lookup(topic: str, p: Any) -> tuple[ErrorCode, int, int]:
@@ -49,7 +60,68 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    if ctx.version == 0:
+        return _respond_v0(ctx, request, lambda topic, p: (error, ()))
     return _respond(ctx, request, lambda topic, p: (error, -1, -1))
+
+
+def _respond_v0(
+    ctx: RequestContext,
+    request: Any,
+    lookup: Callable[[str, Any], tuple[ErrorCode, tuple[int, ...]]],
+) -> Any:
+    mod = response_module(KEY, 0)
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for p in topic.partitions:
+            error, offsets = lookup(topic.name, p)
+            partitions.append(
+                make(
+                    mod.ListOffsetsPartitionResponse,
+                    partition_index=p.partition_index,
+                    error_code=error,
+                    old_style_offsets=offsets,
+                )
+            )
+        topics.append(
+            make(mod.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(partitions))
+        )
+    return make(mod.ListOffsetsResponse, topics=tuple(topics))
+
+
+def _lookup_v0(ctx: RequestContext, topic: str, p: Any) -> tuple[ErrorCode, tuple[int, ...]]:
+    log = ctx.broker.logs.get_log(topic, p.partition_index)
+    if log is None:
+        return ErrorCode.unknown_topic_or_partition, ()
+    if p.timestamp < EARLIEST:
+        return ErrorCode.unsupported_version, ()
+    try:
+        return ErrorCode.none, offsets_before(log, p.timestamp, p.max_num_offsets)
+    except OSError:
+        return ErrorCode.kafka_storage_error, ()
+
+
+def offsets_before(log: Log, timestamp: int, max_num_offsets: int) -> tuple[int, ...]:
+    """Kafka's UnifiedLog.legacyFetchOffsetsBefore (one replica: the high watermark is the log
+    end, so the consumer's cap changes nothing)."""
+    segments = log.segments
+    pairs = [
+        (max(s.base_offset, log.log_start_offset), int(os.stat(s.log_path).st_mtime * 1000))
+        for s in segments
+    ]
+    if segments[-1].size > 0:
+        pairs.append((log.log_end_offset, int(time.time() * 1000)))
+    if timestamp == LATEST:
+        start = len(pairs) - 1
+    elif timestamp == EARLIEST:
+        start = 0
+    else:
+        start = len(pairs) - 1
+        while start >= 0 and pairs[start][1] > timestamp:
+            start -= 1
+    count = max(0, min(max_num_offsets, start + 1))
+    return tuple(sorted((pairs[start - j][0] for j in range(count)), reverse=True))
 
 
 def _respond(

@@ -1,4 +1,4 @@
-"""OffsetCommit (key 8), v2-v9 (v10, which names topics by id, is not served).
+"""OffsetCommit (key 8), v0-v9 (v10, which names topics by id, is not served).
 
 Checks in Kafka's order: partitions of topics that do not exist answer UNKNOWN_TOPIC_OR_PARTITION
 (KafkaApis looks at metadata before the coordinator sees the request); then the group decides
@@ -17,6 +17,11 @@ compatibility (only OffsetDelete and the membership APIs refuse it).
 
 A failed append answers what Kafka's coordinator maps it to: NOT_COORDINATOR for a storage
 error, UNKNOWN_SERVER_ERROR for a batch too large.
+
+v0 names no generation or member: Kafka stored its offsets in ZooKeeper, apart from the group,
+without asking the group anything; kpy has no ZooKeeper and keeps them with every other commit,
+still without asking the group (so an old client's v0 commits and v0/v1 fetches see each
+other). v1 carries a commit timestamp per partition, kept as the commit time unless it is -1.
 
 Not done: retention_time_ms (v2-v4) is ignored, where Kafka stores an expire timestamp (and then
 writes OffsetCommitValue v1); offsets expire by offsets.retention.minutes only. No ACLs.
@@ -47,7 +52,7 @@ if TYPE_CHECKING:
 KEY = 8
 
 
-@handles(KEY, "OffsetCommit", 2, 9)
+@handles(KEY, "OffsetCommit", 0, 9)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     offsets: OffsetStore = broker.offsets
@@ -66,7 +71,9 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 valid.append((ti, pi))
 
     if valid:
-        group_error = _validate(ctx, offsets, groups, request)
+        group_error = (
+            ErrorCode.none if ctx.version == 0 else _validate(ctx, offsets, groups, request)
+        )
         to_commit: dict[tuple[str, int], OffsetAndMetadata] = {}
         committing: list[tuple[int, int]] = []
         for ti, pi in valid:
@@ -82,7 +89,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                     offset=p.committed_offset,
                     leader_epoch=getattr(p, "committed_leader_epoch", NO_LEADER_EPOCH),
                     metadata=metadata,
-                    commit_timestamp_ms=now_ms,
+                    commit_timestamp_ms=_commit_time(p, now_ms),
                 )
                 committing.append((ti, pi))
         outcome = _store(offsets, group_id, to_commit, now_ms)
@@ -94,6 +101,12 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     return _respond(ctx, request, lambda ti, pi: error)
+
+
+def _commit_time(partition: Any, now_ms: int) -> int:
+    """v1's per-partition commit timestamp, where the client gave one."""
+    given: int = getattr(partition, "commit_timestamp", -1)
+    return now_ms if given == -1 else given
 
 
 def _validate(

@@ -1,5 +1,7 @@
-"""OffsetFetch (key 9), v1-v9.
+"""OffsetFetch (key 9), v0-v9.
 
+v0 has v1's layout; Kafka read its answers from ZooKeeper, where OffsetCommit v0 wrote them,
+and kpy, without ZooKeeper, from the one store of committed offsets (see offset_commit.py).
 v1-v7 ask for one group, v8+ for several (each answered on its own). Topics null (v2+) asks for
 all of the group's committed offsets. A partition without a commit, including one of a topic
 that does not exist, answers offset -1, leader epoch -1, metadata "" and no error, as Kafka does
@@ -40,7 +42,7 @@ DEAD = "Dead"
 TopicAnswer = tuple[str, list[tuple[int, OffsetAndMetadata | None]]]
 
 
-@handles(KEY, "OffsetFetch", 1, 9)
+@handles(KEY, "OffsetFetch", 0, 9)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     offsets: OffsetStore = broker.offsets

@@ -1,14 +1,25 @@
-"""Produce (key 0), v3-v11 served; v0 advertised as Kafka 4 does.
+"""Produce (key 0), v0-v11.
 
-Kafka 4 advertises Produce from v0 although it serves v3 and up, because librdkafka before 2.x
-turns compression off when the minimum is above 0; kpy does the same (v0-v2 arrive with issue 5's
-legacy codec; until then such a request closes the connection).
+v0-v2 carry message sets of format v0/v1 (kpy.protocol.legacy_records): they are converted to
+one v2 batch before the append, as Kafka does when the log's format is v2
+(LogValidator.convertAndAssignOffsetsNonCompressed and validateMessagesAndAssignOffsetsCompressed):
+every CRC checked, compressed wrappers opened, offsets assigned by the log, v0 timestamps -1, the
+wrapper's codec kept unless the topic's compression.type names another. Kafka does not check
+the magic of v0-v2 requests, so a v2 batch in one takes the v3+ path.
 
-Batches stay bytes: the handler checks what Kafka checks before appending (exactly one v2 batch
-per partition, max.message.bytes, CRC-32C, header coherence), stamps the leader epoch, and the
-log patches offsets and appends. acks 0, 1 and -1 are accepted; on one node acks=-1 waits for
-nothing more than acks=1. With acks=0 no response is sent, and an error closes the connection, as
-Kafka does, so the client learns of it.
+v3+ batches stay bytes: the handler checks what Kafka checks before appending (exactly one v2
+batch per partition, max.message.bytes, CRC-32C, header coherence), stamps the leader epoch, and
+the log patches offsets and appends. Uncompressed records are not decoded. A compressed batch is
+decompressed and its records walked, as Kafka's LogValidator does: a payload that does not
+decode, or expands past kpy's bound (kpy.protocol.compression), is CORRUPT_MESSAGE; records that
+do not match the header are INVALID_RECORD (where Kafka rewrites a batch whose offset deltas
+are not 0, 1, 2..., kpy refuses it); a max timestamp that differs from the records' is
+corrected, as Kafka sets it. Big payloads are decompressed on a worker thread.
+
+zstd needs v7 (UNSUPPORTED_COMPRESSION_TYPE below). acks 0, 1 and -1 are accepted; on one node
+acks=-1 waits for nothing more than acks=1 (the flush policy decides durability). With acks=0
+no response is sent, and an error closes the connection, as Kafka does, so the client learns of
+it.
 
 Durability: once a log holds flush.messages unflushed offsets, the response waits for an fsync,
 as Kafka flushes inside the append; with kpy's own ``kpy.flush.before.ack=true`` every acks 1/-1
@@ -21,15 +32,18 @@ partition takes writes again once there is room).
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy.handlers.registry import CloseConnection, error_response, handles
+from kpy.protocol import compression
+from kpy.protocol import legacy_records as lr
 from kpy.protocol import records as rb
 from kpy.protocol.compression import ZSTD
 from kpy.protocol.messages import make, response_module
@@ -42,13 +56,17 @@ if TYPE_CHECKING:
 
 KEY = 0
 logger = logging.getLogger(__name__)
+# Payloads above this many (compressed) bytes are decompressed on a worker thread.
+INLINE_DECODE_LIMIT = 128 * 1024
+T = TypeVar("T")
+Outcome = tuple[ErrorCode, Any, "str | None"]
 
 
-@handles(KEY, "Produce", 3, 11, advertised_min=0)
+@handles(KEY, "Produce", 0, 11)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     now_ms = int(time.time() * 1000)
     outcomes = [
-        _append(ctx, topic.name, part.index, part.records, request.acks, now_ms)
+        await _append(ctx, topic.name, part.index, part.records, request.acks, now_ms)
         for topic in request.topic_data
         for part in topic.partition_data
     ]
@@ -97,7 +115,7 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
 def _respond(
     ctx: RequestContext,
     request: Any,
-    append: Callable[[str, Any], tuple[ErrorCode, Any, str | None]],
+    append: Callable[[str, Any], Outcome],
 ) -> Any:
     mod = response_module(KEY, ctx.version)
     acks = request.acks
@@ -120,9 +138,9 @@ def _respond(
     return make(mod.ProduceResponse, responses=tuple(topics), throttle_time=0)
 
 
-def _append(
+async def _append(
     ctx: RequestContext, topic: str, partition: int, records: bytes | None, acks: int, now_ms: int
-) -> tuple[ErrorCode, Any, str | None]:
+) -> Outcome:
     broker = ctx.broker
     log = broker.logs.get_log(topic, partition)
     if log is None:
@@ -132,9 +150,52 @@ def _append(
         return ErrorCode.invalid_topic_exception, None, f"Cannot append to internal topic {topic}"
     if not records:
         return ErrorCode.invalid_record, None, None
+    buf = bytearray(records)
+    if ctx.version < 3 and lr.magic_of(buf) in (0, 1):
+        if acks not in (-1, 0, 1):
+            return ErrorCode.invalid_required_acks, None, None
+        converted = await _up_convert(log, bytes(buf))
+        if isinstance(converted, tuple):
+            return converted
+        buf = bytearray(converted)
+        headers = rb.validate_batches(buf)
+    else:
+        checked = await _check_v2(ctx, log, buf, acks)
+        if isinstance(checked, tuple):
+            return checked
+        headers = checked
+    if broker.logs.get_log(topic, partition) is not log:  # deleted while a worker decoded
+        return ErrorCode.unknown_topic_or_partition, None, None
+    try:
+        result = log.append(buf, headers, now_ms=now_ms, leader_epoch=broker.leader_epoch)
+    except se.InvalidProducerEpoch as e:
+        return ErrorCode.invalid_producer_epoch, None, str(e)
+    except se.OutOfOrderSequence as e:
+        return ErrorCode.out_of_order_sequence_number, None, str(e)
+    except se.DuplicateSequence as e:
+        return ErrorCode.duplicate_sequence_number, None, str(e)
+    except se.RecordTooLarge as e:
+        return ErrorCode.message_too_large, None, str(e)
+    except se.RecordBatchTooLarge as e:
+        return ErrorCode.record_list_too_large, None, str(e)
+    except rb.InvalidRecordBatch as e:
+        return ErrorCode.invalid_record, None, str(e)
+    except se.InvalidTxnState as e:
+        return ErrorCode.invalid_txn_state, None, str(e)
+    except (se.StorageError, OSError) as e:
+        # A full disk or a failing device: the write was undone (or the log went offline).
+        logger.warning("append to %s-%d failed: %s", topic, partition, e)
+        return ErrorCode.kafka_storage_error, None, str(e)
+    broker.waiters.notify(topic, partition)
+    return ErrorCode.none, result, None
+
+
+async def _check_v2(
+    ctx: RequestContext, log: Log, buf: bytearray, acks: int
+) -> Outcome | list[rb.BatchHeader]:
+    """The headers of the one v2 batch in ``buf``, checked, or the error to answer."""
     # ProduceRequest.validateRecords, before anything else looks at the batch: at least one
     # whole v2 batch, and only one; zstd only from v7.
-    buf = bytearray(records)
     shallow = list(rb.iter_headers(buf))
     if not shallow or buf[rb.MAGIC_OFFSET] != 2:
         return ErrorCode.invalid_record, None, None
@@ -165,28 +226,53 @@ def _append(
     if header.is_transactional or header.is_control:
         # Transactions arrive with issue 9; Kafka refuses control batches from clients too.
         return ErrorCode.invalid_record, None, "transactional batches are not supported yet"
+    if header.compression:
+        try:
+            max_ts = await _run(
+                header.size,
+                rb.check_compressed_records,
+                buf,
+                compression.DEFAULT_DECOMPRESSED_LIMIT,
+            )
+        except compression.DecompressionError as e:
+            return ErrorCode.corrupt_message, None, str(e)
+        except rb.InvalidRecordBatch as e:
+            return ErrorCode.invalid_record, None, str(e)
+        if max_ts != header.max_timestamp and not header.is_log_append_time:
+            rb.set_max_timestamp(buf, 0, header.size, max_ts)
+            headers = [rb.read_header(buf, 0)]
+    return headers
+
+
+async def _up_convert(log: Log, data: bytes) -> Outcome | bytes:
+    """The v2 batch a v0/v1 message set becomes, or the error to answer."""
+    configured = log.config.other.get("compression.type", "producer")
     try:
-        result = log.append(buf, headers, now_ms=now_ms, leader_epoch=broker.leader_epoch)
-    except se.InvalidProducerEpoch as e:
-        return ErrorCode.invalid_producer_epoch, None, str(e)
-    except se.OutOfOrderSequence as e:
-        return ErrorCode.out_of_order_sequence_number, None, str(e)
-    except se.DuplicateSequence as e:
-        return ErrorCode.duplicate_sequence_number, None, str(e)
-    except se.RecordTooLarge as e:
-        return ErrorCode.message_too_large, None, str(e)
-    except se.RecordBatchTooLarge as e:
-        return ErrorCode.record_list_too_large, None, str(e)
+        batch = await _run(
+            len(data),
+            functools.partial(
+                lr.to_record_batch,
+                data,
+                log_append_time=log.config.log_append_time,
+                target_codec=compression.BY_CONFIG_NAME.get(configured),
+            ),
+        )
+    except lr.UnsupportedCompression as e:
+        return ErrorCode.unsupported_compression_type, None, str(e)
+    except lr.InvalidTimestamp as e:
+        return ErrorCode.invalid_timestamp, None, str(e)
+    except rb.CorruptRecordBatch as e:
+        return ErrorCode.corrupt_message, None, str(e)
     except rb.InvalidRecordBatch as e:
         return ErrorCode.invalid_record, None, str(e)
-    except se.InvalidTxnState as e:
-        return ErrorCode.invalid_txn_state, None, str(e)
-    except (se.StorageError, OSError) as e:
-        # A full disk or a failing device: the write was undone (or the log went offline).
-        logger.warning("append to %s-%d failed: %s", topic, partition, e)
-        return ErrorCode.kafka_storage_error, None, str(e)
-    broker.waiters.notify(topic, partition)
-    return ErrorCode.none, result, None
+    return batch
+
+
+async def _run(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, on a worker thread when ``size`` bytes make it slow."""
+    if size > INLINE_DECODE_LIMIT:
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+    return fn(*args)
 
 
 def _partition_response(

@@ -691,8 +691,8 @@ def test_handlers_register_their_versions(handlers: SimpleNamespace) -> None:
         k: (REGISTRY[k].name, REGISTRY[k].min_version, REGISTRY[k].max_version) for k in (8, 9, 47)
     }
     assert served == {
-        8: ("OffsetCommit", 2, 9),
-        9: ("OffsetFetch", 1, 9),
+        8: ("OffsetCommit", 0, 9),
+        9: ("OffsetFetch", 0, 9),
         47: ("OffsetDelete", 0, 0),
     }
     assert all(REGISTRY[k].error_response is not None for k in served)

@@ -126,3 +126,31 @@ def test_unknown_tagged_fields_are_skipped_at_every_level() -> None:
     raw = header_v1(0, 10, 3, "c") + b"\x00" + patched
     got = decode_request(parse_header(raw), raw)
     assert got == req
+
+
+LEGACY_VERSIONS = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (1, 3), (2, 0), (8, 0), (8, 1)]
+
+
+@given(st.sampled_from([*LEGACY_VERSIONS, (9, 0)]), st.binary(max_size=200))
+def test_removed_versions_decode_any_body_or_raise_a_protocol_error(
+    key_version: tuple[int, int], body: bytes
+) -> None:
+    key, version = key_version
+    raw = header_v1(key, version, 1, "c") + body
+    with contextlib.suppress(ProtocolError):
+        decode_request(parse_header(raw), raw)
+
+
+def test_removed_versions_have_kpys_layouts() -> None:
+    """Produce v0-v2, Fetch v0-v3, ListOffsets v0, OffsetCommit v0-v1, OffsetFetch v0: kio 0.6.5
+    has none of them; kpy.protocol.legacy declares them."""
+    from kpy.protocol import legacy
+    from kpy.protocol.messages import request_type, response_module
+
+    for key, version in LEGACY_VERSIONS:
+        assert request_type(key, version) is legacy.REQUESTS[(key, version)]
+        assert response_module(key, version) is legacy.RESPONSE_MODULES[(key, version)]
+    fetch_v3 = header_v1(1, 3, 7, "c") + struct.pack(">iiiii", -1, 100, 1, 5000, 1)
+    fetch_v3 += struct.pack(">h", 1) + b"t" + struct.pack(">iiqi", 1, 0, 42, 1024)
+    request = decode_request(parse_header(fetch_v3), fetch_v3)
+    assert (request.max_bytes, request.topics[0].partitions[0].fetch_offset) == (5000, 42)
