@@ -1,9 +1,11 @@
-"""DescribeGroups for groups that are not classic groups, before and from v6 (KIP-1043): an unknown
-group and a KIP-848 consumer group answer GROUP_ID_NOT_FOUND with a message from v6 and a bare
-"Dead" before it; a group known only by its committed offsets is "Empty" in every version.
+"""Describing groups that are not of the kind asked about. DescribeGroups, before and from v6
+(KIP-1043): an unknown group and a KIP-848 consumer group answer GROUP_ID_NOT_FOUND with a message
+from v6 and a bare "Dead" before it; a group known only by its committed offsets is "Empty" in
+every version. ConsumerGroupDescribe: GROUP_ID_NOT_FOUND with Kafka's message for an unknown group
+and for a classic one.
 
 kafka-consumer-groups 4.x --describe relies on this: it falls back from ConsumerGroupDescribe to
-DescribeGroups v6 and reports a missing group from its error.
+DescribeGroups v6 and, for a group in neither, prints ConsumerGroupDescribe's message.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from kio.schema.consumer_group_describe.v1 import request as cgd
 from kio.schema.consumer_group_heartbeat.v0 import request as hb
 from kio.schema.describe_groups.v5 import request as dg5
 from kio.schema.describe_groups.v6 import request as dg6
@@ -26,6 +29,14 @@ def describe(client: RawClient, group: str, version: int) -> Any:
     mod = dg6 if version == 6 else dg5
     response = client.request(
         mod.DescribeGroupsRequest(groups=(group,), include_authorized_operations=False)
+    )
+    (described,) = response.groups
+    return described
+
+
+def describe_consumer_group(client: RawClient, group: str) -> Any:
+    response = client.request(
+        cgd.ConsumerGroupDescribeRequest(group_ids=(group,), include_authorized_operations=False)
     )
     (described,) = response.groups
     return described
@@ -81,6 +92,9 @@ def test_unknown_group(kpy: KpyProcess) -> None:
         assert (new.error_code, new.group_state) == (ErrorCode.group_id_not_found, "Dead")
         assert new.error_message == "Group nope not found."
         assert new.members == ()
+        modern = describe_consumer_group(client, "nope")
+        assert modern.error_code == ErrorCode.group_id_not_found
+        assert modern.error_message == "Group nope not found."
 
 
 def test_kip848_group_is_not_classic(kpy: KpyProcess) -> None:
@@ -102,3 +116,6 @@ def test_group_with_only_committed_offsets_is_empty(kpy: KpyProcess) -> None:
             described = describe(client, "committer", version)
             assert (described.error_code, described.group_state) == (ErrorCode.none, "Empty")
             assert getattr(described, "error_message", None) is None
+        modern = describe_consumer_group(client, "committer")
+        assert modern.error_code == ErrorCode.group_id_not_found
+        assert modern.error_message == "Group committer is not a consumer group"
