@@ -11,6 +11,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kpy_process import KpyProcess
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--compat-broker",
+        default=None,
+        help="broker under test in tests/compat: kpy (default) or kafka (a real Apache Kafka "
+        "4.1.0 from compat-tests/target; kafka-<version> for another release). "
+        "Environment: KPY_COMPAT_BROKER.",
+    )
+
+
 @pytest.fixture
 def kpy(tmp_path: Path) -> Iterator[KpyProcess]:
     """A fresh broker on a free port with its own data directory."""

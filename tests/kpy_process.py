@@ -19,6 +19,8 @@ READY = re.compile(r"kpy listening on (\S+):(\d+)")
 
 
 class KpyProcess:
+    kind = "kpy"
+
     def __init__(self, data_dir: Path, overrides: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.overrides = dict(overrides or {})

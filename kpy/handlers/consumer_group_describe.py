@@ -2,7 +2,10 @@
 member's current and target assignment.
 
 As Kafka's GroupMetadataManager.consumerGroupDescribe: the empty group id is INVALID_GROUP_ID,
-a group id that is not a consumer group (unknown, or a classic group) GROUP_ID_NOT_FOUND. The
+a group id that is not a consumer group GROUP_ID_NOT_FOUND, with Kafka's message: "Group g not
+found." or, for a classic group (one known only by committed offsets too), "Group g is not a
+consumer group". Kafka's admin client falls back to DescribeGroups on that error and reports
+this message if the group is not found there either. The
 assignor named is the one the group's members prefer, or the default ("uniform"). member_type
 (v1) is 1 for every member: kpy's consumer groups have no classic members. Topics that were
 deleted since they were assigned are left out. Authorized operations are not computed (no ACLs).
@@ -41,7 +44,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             continue
         group = groups.describe(group_id)
         if group is None:
-            described.append(_error_group(mod, group_id, ErrorCode.group_id_not_found))
+            message = _not_found_message(broker, group_id)
+            described.append(_error_group(mod, group_id, ErrorCode.group_id_not_found, message))
             continue
         members = tuple(
             make(
@@ -84,11 +88,17 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     return make(mod.ConsumerGroupDescribeResponse, throttle_time=0, groups=groups)
 
 
-def _error_group(mod: Any, group_id: str, error: ErrorCode) -> Any:
+def _not_found_message(broker: Any, group_id: str) -> str:
+    if group_id in broker.groups.groups or broker.offsets.has_offsets(group_id):
+        return f"Group {group_id} is not a consumer group"
+    return f"Group {group_id} not found."
+
+
+def _error_group(mod: Any, group_id: str, error: ErrorCode, message: str | None = None) -> Any:
     return make(
         mod.DescribedGroup,
         error_code=error,
-        error_message=None,
+        error_message=message,
         group_id=group_id,
         group_state="",
         group_epoch=0,

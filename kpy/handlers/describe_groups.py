@@ -1,9 +1,11 @@
-"""DescribeGroups (key 15), v0-v5.
+"""DescribeGroups (key 15), v0-v6.
 
 As Kafka's GroupMetadataManager.describeGroups: a Stable group shows its protocol and each
-member's metadata and assignment; a group in any other state shows members without them; a
-group kpy does not know answers state "Dead" with no error. A group that exists only through
-committed offsets (a simple consumer's commits) is "Empty" with protocol type "".
+member's metadata and assignment; a group in any other state shows members without them. A group
+that exists only through committed offsets (a simple consumer's commits) is "Empty" with protocol
+type "". A group kpy does not know, or a KIP-848 consumer group (not a classic group), answers
+state "Dead": from v6 (KIP-1043) with GROUP_ID_NOT_FOUND and a message saying which, before v6
+with no error, as Kafka's KafkaApis downgrades it for older clients.
 Authorized operations are not computed (no ACLs yet).
 """
 
@@ -22,9 +24,11 @@ if TYPE_CHECKING:
     from kpy.broker import RequestContext
 
 KEY = 15
+# The first version that reports an unknown group as GROUP_ID_NOT_FOUND.
+NOT_FOUND_VERSION = 6
 
 
-@handles(KEY, "DescribeGroups", 0, 5)
+@handles(KEY, "DescribeGroups", 0, 6)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     broker = ctx.broker
@@ -34,10 +38,14 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     for group_id in request.groups:
         group = broker.groups.groups.get(group_id)
         if group is None:
-            state = EMPTY if broker.offsets.has_offsets(group_id) else DEAD
             if group_id in broker.consumer_groups.groups:
-                state = DEAD
-            described.append(_group(mod, group_id, ErrorCode.none, state, "", "", (), ops))
+                message = f"Group {group_id} is not a classic group."
+                described.append(_not_found(mod, ctx.version, group_id, message))
+            elif broker.offsets.has_offsets(group_id):
+                described.append(_group(mod, group_id, ErrorCode.none, EMPTY, "", "", (), ops))
+            else:
+                message = f"Group {group_id} not found."
+                described.append(_not_found(mod, ctx.version, group_id, message))
             continue
         protocol = group.protocol_name if group.state == STABLE else None
         members = tuple(
@@ -74,6 +82,13 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     return make(mod.DescribeGroupsResponse, throttle_time=0, groups=groups)
 
 
+def _not_found(mod: Any, version: int, group_id: str, message: str) -> Any:
+    """A group that is not there for DescribeGroups: Dead, and from v6 GROUP_ID_NOT_FOUND."""
+    if version < NOT_FOUND_VERSION:
+        return _group(mod, group_id, ErrorCode.none, DEAD, "", "", ())
+    return _group(mod, group_id, ErrorCode.group_id_not_found, DEAD, "", "", (), message=message)
+
+
 def _group(
     mod: Any,
     group_id: str,
@@ -83,10 +98,12 @@ def _group(
     protocol: str | None,
     members: tuple[Any, ...],
     ops: int | None = None,
+    message: str | None = None,
 ) -> Any:
     return make(
         mod.DescribedGroup,
         error_code=error,
+        error_message=message,
         group_id=group_id,
         group_state=state,
         protocol_type=protocol_type,
