@@ -36,7 +36,7 @@ from requests_v import metadata
 from compat.tools import ROOT, libs
 
 KAFKA_BROKER = ROOT / "compat-tests" / "kafka-broker"
-LISTENING = re.compile(r"kafka-broker: Kafka \S+ on (\S+):(\d+) ")
+LISTENING = re.compile(r"kafka-broker: Kafka \S+ on (\S+):(\d+) \(controller (\d+)\)")
 STARTED = "Kafka Server started"
 PR_SET_PDEATHSIG = 1
 
@@ -81,6 +81,7 @@ class KafkaBroker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.controller_port = 0
 
     @property
     def bootstrap(self) -> str:
@@ -89,6 +90,8 @@ class KafkaBroker:
     def start(self, timeout: float = 90.0) -> KafkaBroker:
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [str(KAFKA_BROKER), "--version", self.version, "--dir", str(self.directory)]
+        if self.port:  # a restart: the same ports (the quorum's voter keeps its endpoint)
+            args += ["--port", str(self.port), "--controller-port", str(self.controller_port)]
         for key, value in self.overrides.items():
             args += ["--override", f"{key}={value}"]
         with self.log_file.open("wb") as out:
@@ -113,6 +116,7 @@ class KafkaBroker:
             m = LISTENING.search(text)
             if m:
                 self.host, self.port = m.group(1), int(m.group(2))
+                self.controller_port = int(m.group(3))
             if m and STARTED in text and self._answers():
                 return
             if self.proc.poll() is not None:
@@ -142,6 +146,11 @@ class KafkaBroker:
             code = self.proc.wait()
         self.proc = None
         return code
+
+    def restart(self) -> KafkaBroker:
+        """A clean stop, then a start on the same data and ports."""
+        self.stop()
+        return self.start()
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
