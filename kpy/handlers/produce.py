@@ -16,6 +16,9 @@ do not match the header are INVALID_RECORD (where Kafka rewrites a batch whose o
 are not 0, 1, 2..., kpy refuses it); a max timestamp that differs from the records' is
 corrected, as Kafka sets it. Big payloads are decompressed on a worker thread.
 
+A compacted topic (cleanup.policy with compact) refuses records without a key with
+INVALID_RECORD, as Kafka's LogValidator.validateKey does: only its batches are decoded for that.
+
 zstd needs v7 (UNSUPPORTED_COMPRESSION_TYPE below). acks 0, 1 and -1 are accepted; on one node
 acks=-1 waits for nothing more than acks=1 (the flush policy decides durability). With acks=0
 no response is sent, and an error closes the connection, as Kafka does, so the client learns of
@@ -164,6 +167,18 @@ async def _append(
         if isinstance(checked, tuple):
             return checked
         headers = checked
+    if "compact" in log.config.cleanup_policy.split(","):
+        try:
+            keyless = await _run(len(buf), _has_keyless_record, buf)
+        except (rb.InvalidRecordBatch, compression.DecompressionError) as e:
+            return ErrorCode.invalid_record, None, str(e)
+        if keyless:
+            return (
+                ErrorCode.invalid_record,
+                None,
+                "Compacted topic cannot accept message without key in topic partition "
+                f"{topic}-{partition}.",
+            )
     if broker.logs.get_log(topic, partition) is not log:  # deleted while a worker decoded
         return ErrorCode.unknown_topic_or_partition, None, None
     try:
@@ -188,6 +203,16 @@ async def _append(
         return ErrorCode.kafka_storage_error, None, str(e)
     broker.waiters.notify(topic, partition)
     return ErrorCode.none, result, None
+
+
+def _has_keyless_record(buf: bytearray) -> bool:
+    """Kafka's LogValidator.validateKey: a compacted topic takes only keyed records, so its
+    batches (and only its) are decoded."""
+    for pos, header in rb.iter_headers(buf):
+        for record in rb.split_records(memoryview(buf)[pos : pos + header.size]):
+            if record.key is None:
+                return True
+    return False
 
 
 async def _check_v2(
