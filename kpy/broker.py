@@ -156,7 +156,10 @@ class Broker:
         # kpy's own durability mode: fsync before acknowledging a produce (acks 1 and -1).
         self.flush_before_ack = config.get_bool("kpy.flush.before.ack")
         self.offsets = OffsetStore.open(
-            self.logs, config.get_int("offsets.topic.num.partitions"), leader_epoch=LEADER_EPOCH
+            self.logs,
+            config.get_int("offsets.topic.num.partitions"),
+            segment_bytes=config.get_int("offsets.topic.segment.bytes"),
+            leader_epoch=LEADER_EPOCH,
         )
         self.groups = GroupCoordinator(
             min_session_timeout_ms=config.get_int("group.min.session.timeout.ms"),

@@ -277,7 +277,9 @@ class OffsetStore:
         """
         info = logs.topic(OFFSETS_TOPIC)
         if info is None:
-            configs = {**OFFSETS_TOPIC_CONFIGS, "segment.bytes": str(segment_bytes)}
+            # Below segment.bytes' minimum (tests): kpy's internal.segment.bytes, as for topics.
+            name = "segment.bytes" if segment_bytes >= 1048576 else "internal.segment.bytes"
+            configs = {**OFFSETS_TOPIC_CONFIGS, name: str(segment_bytes)}
             info = logs.create_topic(OFFSETS_TOPIC, partitions, configs, now_ms=now_ms)
             log.info("created %s with %d partition(s)", OFFSETS_TOPIC, partitions)
         elif info.partitions != partitions:

@@ -39,6 +39,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -169,16 +170,11 @@ async def _append(
         headers = checked
     if "compact" in log.config.cleanup_policy.split(","):
         try:
-            keyless = await _run(len(buf), _has_keyless_record, buf)
+            keyless = await _run(len(buf), _keyless_records, buf)
         except (rb.InvalidRecordBatch, compression.DecompressionError) as e:
             return ErrorCode.invalid_record, None, str(e)
         if keyless:
-            return (
-                ErrorCode.invalid_record,
-                None,
-                "Compacted topic cannot accept message without key in topic partition "
-                f"{topic}-{partition}.",
-            )
+            return _key_errors(keyless, f"{topic}-{partition}")
     if broker.logs.get_log(topic, partition) is not log:  # deleted while a worker decoded
         return ErrorCode.unknown_topic_or_partition, None, None
     try:
@@ -205,14 +201,37 @@ async def _append(
     return ErrorCode.none, result, None
 
 
-def _has_keyless_record(buf: bytearray) -> bool:
+@dataclass(frozen=True, slots=True)
+class RecordErrors:
+    """The records a partition refused: (index in the request's records, message)."""
+
+    errors: tuple[tuple[int, str], ...]
+
+
+def _keyless_records(buf: bytearray) -> list[int]:
     """Kafka's LogValidator.validateKey: a compacted topic takes only keyed records, so its
-    batches (and only its) are decoded."""
+    batches (and only its) are decoded. The indexes of the records without a key."""
+    keyless: list[int] = []
+    index = 0
     for pos, header in rb.iter_headers(buf):
         for record in rb.split_records(memoryview(buf)[pos : pos + header.size]):
             if record.key is None:
-                return True
-    return False
+                keyless.append(index)
+            index += 1
+    return keyless
+
+
+def _key_errors(keyless: list[int], partition: str) -> Outcome:
+    """INVALID_RECORD with one record error per keyless record, worded as Kafka's."""
+    message = f"Compacted topic cannot accept message without key in topic partition {partition}."
+    errors = tuple((i, message) for i in keyless)
+    shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+    return (
+        ErrorCode.invalid_record,
+        RecordErrors(errors),
+        f"One or more records have been rejected due to {len(errors)} record errors in total, "
+        f"and only showing the first three errors at most: [{shown}]",
+    )
 
 
 async def _check_v2(
@@ -303,7 +322,13 @@ async def _run(size: int, fn: Callable[..., T], *args: Any) -> T:
 def _partition_response(
     mod: Any, index: int, error: ErrorCode, result: Any, message: str | None
 ) -> Any:
-    if result is None:
+    if result is None or isinstance(result, RecordErrors):
+        record_errors = ()
+        if isinstance(result, RecordErrors) and hasattr(mod, "BatchIndexAndErrorMessage"):
+            record_errors = tuple(
+                mod.BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m)
+                for i, m in result.errors
+            )
         return make(
             mod.PartitionProduceResponse,
             index=index,
@@ -311,7 +336,7 @@ def _partition_response(
             base_offset=-1,
             log_append_time=None,
             log_start_offset=-1,
-            record_errors=(),
+            record_errors=record_errors,
             error_message=message,
         )
     append_time = None
