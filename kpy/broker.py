@@ -436,6 +436,8 @@ class Broker:
                 continue
             try:
                 await self._clean_log(partition_log, cleanable, now_ms)
+            except se.LogClosed:  # deleted or shut down meanwhile
+                continue
             except OSError:
                 log.exception("cleaning %s-%d failed; will try again", tp[0], tp[1])
                 continue

@@ -217,6 +217,10 @@ class Cleaner:
 
     def build_offset_map(self) -> None:
         """Map every key of the dirty section to its highest offset."""
+        with self.log.reading():
+            self._build_offset_map()
+
+    def _build_offset_map(self) -> None:
         lo, hi = self.cleanable.first_dirty, self.cleanable.first_uncleanable
         for segment, upper in _following_bases(self.log):
             if upper <= lo:
@@ -260,7 +264,12 @@ class Cleaner:
     def clean_group(self, group: Sequence[LogSegment]) -> CleanedGroup:
         """Rewrite ``group`` into one segment and swap it in on disk (see the module docstring
         for the steps). Worker thread. If writing fails the ``.cleaned`` files are removed and
-        the error raised; a failure after that leaves what Log.open completes."""
+        the error raised; a failure after that leaves what Log.open completes. Raises LogClosed
+        if the log was closed or deleted meanwhile."""
+        with self.log.reading():
+            return self._clean_group(group)
+
+    def _clean_group(self, group: Sequence[LogSegment]) -> CleanedGroup:
         directory = self.log.dir
         config = self.log.config
         base = group[0].base_offset

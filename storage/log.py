@@ -700,6 +700,17 @@ class Log:
                 f"offset {offset} is outside [{self.log_start_offset}, {self.log_end_offset}]"
             )
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Register the caller as a reader for the block (see the class docstring): the
+        descriptors of the segments it took from ``segments`` stay open until it leaves. Raises
+        LogClosed if the log is closed. For the log cleaner's worker thread."""
+        generation = self._enter()
+        try:
+            yield
+        finally:
+            self._leave(generation)
+
     def _enter(self, *, closed_ok: bool = False) -> int:
         """Register a reader; returns the generation to pass to ``_leave``."""
         with self._reader_lock:
