@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from kio.schema.errors import ErrorCode
 
 from kpy import configs
@@ -40,15 +41,21 @@ from kpy.protocol.messages import (
     encode_response,
     parse_header,
 )
-from kpy.storage import durability
+from kpy.storage import cleaner, durability
 from kpy.storage import errors as se
 from kpy.storage.config import TOPIC_CONFIG_NAMES, LogConfig
 from kpy.storage.log import Log, SegmentDeletion
-from kpy.storage.log_manager import LogManager, TopicInfo
+from kpy.storage.log_manager import (
+    LogManager,
+    TopicInfo,
+    read_offset_checkpoint,
+    write_offset_checkpoint,
+)
 from kpy.topics import collision_key, is_internal, name_error
 
 log = logging.getLogger("kpy.broker")
 ZERO_UUID = uuid.UUID(int=0)
+CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"  # Kafka's LogCleanerManager file
 HIGH_WATERMARK = -1  # DeleteRecordsRequest.HIGH_WATERMARK: delete everything below it
 
 
@@ -144,10 +151,15 @@ class Broker:
         self.waiters = PartitionWaiters()
         self.group_commit = GroupCommit()
         self.file_deleter = FileDeleter()
+        # The log cleaner's first dirty offset per partition (Kafka's cleaner checkpoint).
+        self.cleaner_checkpoints = read_offset_checkpoint(self.logs.data_dir / CLEANER_CHECKPOINT)
         # kpy's own durability mode: fsync before acknowledging a produce (acks 1 and -1).
         self.flush_before_ack = config.get_bool("kpy.flush.before.ack")
         self.offsets = OffsetStore.open(
-            self.logs, config.get_int("offsets.topic.num.partitions"), leader_epoch=LEADER_EPOCH
+            self.logs,
+            config.get_int("offsets.topic.num.partitions"),
+            segment_bytes=config.get_int("offsets.topic.segment.bytes"),
+            leader_epoch=LEADER_EPOCH,
         )
         self.groups = GroupCoordinator(
             min_session_timeout_ms=config.get_int("group.min.session.timeout.ms"),
@@ -401,6 +413,78 @@ class Broker:
                 for topic, partition in moved:
                     self.waiters.notify(topic, partition)
         return deleted
+
+    async def clean_logs(self) -> int:
+        """One pass of the log cleaner (kpy.storage.cleaner) over the compacted logs that need
+        it; returns how many were cleaned. The reading and rewriting run on a worker thread,
+        each group's swap into the log on the loop; a group under way finishes even when the
+        broker shuts down (shielded), so the log in memory matches the files. The first dirty
+        offsets are checkpointed in ``cleaner-offset-checkpoint`` after each log."""
+        cleaned = 0
+        for tp, partition_log in list(self.logs.logs().items()):
+            now_ms = int(time.time() * 1000)
+            if (
+                partition_log.closed
+                or partition_log.offline
+                or partition_log.cleaning
+                or not cleaner.is_compacted(partition_log.config)
+            ):
+                continue
+            checkpoint = self.cleaner_checkpoints.get(tp)
+            cleanable = cleaner.cleanable_range(partition_log, checkpoint, now_ms)
+            if not cleaner.needs_cleaning(partition_log.config, cleanable, now_ms):
+                continue
+            try:
+                await self._clean_log(partition_log, cleanable, now_ms)
+            except se.LogClosed:  # deleted or shut down meanwhile
+                continue
+            except OSError:
+                log.exception("cleaning %s-%d failed; will try again", tp[0], tp[1])
+                continue
+            if partition_log.closed:
+                continue
+            self.cleaner_checkpoints[tp] = cleanable.first_uncleanable
+            live = self.logs.logs()
+            offsets = {k: v for k, v in self.cleaner_checkpoints.items() if k in live}
+            self.cleaner_checkpoints = offsets
+            path = self.logs.data_dir / CLEANER_CHECKPOINT
+            await anyio.to_thread.run_sync(write_offset_checkpoint, path, offsets)
+            cleaned += 1
+        return cleaned
+
+    async def _clean_log(
+        self, partition_log: Log, cleanable: cleaner.CleanableRange, now_ms: int
+    ) -> None:
+        work = cleaner.Cleaner(
+            partition_log, cleanable, now_ms, cleaner.producer_last_offsets(partition_log)
+        )
+        partition_log.cleaning = True
+        try:
+            await anyio.to_thread.run_sync(work.build_offset_map)
+            for group in work.groups():
+                await anyio.lowlevel.checkpoint()  # shutdown stops here, between groups
+                with anyio.CancelScope(shield=True):
+                    done = await anyio.to_thread.run_sync(work.clean_group, group)
+                    if partition_log.closed:  # deleted or shut down meanwhile
+                        done.new.abandon()
+                        return
+                    partition_log.replace_segments(done.old, done.new)
+                self.file_deleter.schedule(
+                    SegmentDeletion(partition_log.dir, done.old),
+                    partition_log.config.file_delete_delay_ms,
+                )
+        finally:
+            partition_log.cleaning = False
+        stats = work.stats
+        log.info(
+            "cleaned %s: %d of %d records kept, %d bytes to %d, %d segment group(s)",
+            partition_log.dir.name,
+            stats.records_kept,
+            stats.records_read,
+            stats.bytes_read,
+            stats.bytes_written,
+            stats.groups,
+        )
 
     async def flush_dirty_logs(self) -> None:
         """fsync the logs whose last flush is flush.ms old (Kafka's LogManager.flushDirtyLogs),

@@ -42,6 +42,8 @@ DEFAULTS: dict[str, str] = {
     # Kafka's "for testing only" delay before the log manager's periodic tasks first run.
     "log.initial.task.delay.ms": "30000",
     "log.cleanup.policy": "delete",
+    "log.cleaner.enable": "true",
+    "log.cleaner.backoff.ms": "15000",
     "log.cleaner.delete.retention.ms": "86400000",
     "log.cleaner.min.compaction.lag.ms": "0",
     "log.cleaner.max.compaction.lag.ms": "9223372036854775807",
@@ -81,6 +83,7 @@ DEFAULTS: dict[str, str] = {
     "group.consumer.session.timeout.ms": "45000",
     "group.consumer.max.size": "2147483647",
     "offsets.topic.num.partitions": "50",
+    "offsets.topic.segment.bytes": "104857600",
     "offsets.retention.minutes": "10080",
     "offsets.retention.check.interval.ms": "600000",
     "offset.metadata.max.bytes": "4096",
@@ -216,9 +219,12 @@ class BrokerConfig:
             "log.retention.check.interval.ms",
             "log.flush.scheduler.interval.ms",
             "log.initial.task.delay.ms",
+            "log.cleaner.backoff.ms",
         ):
             if self.get_int(key) < 0:
                 raise ConfigError(f"{key} must be at least 0")
+        if self.get("log.cleaner.enable").lower() not in ("true", "false"):
+            raise ConfigError("log.cleaner.enable must be true or false")
         if self.get("kpy.flush.before.ack").lower() not in ("true", "false"):
             raise ConfigError("kpy.flush.before.ack must be true or false")
         if self.props["log.message.timestamp.type"] not in ("CreateTime", "LogAppendTime"):

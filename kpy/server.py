@@ -117,6 +117,8 @@ async def run(
                 tg.start_soon(s.serve, functools.partial(serve_connection, broker, listener=name))
             tg.start_soon(_checkpoint_loop, broker)
             tg.start_soon(_retention_loop, broker)
+            if broker.config.get("log.cleaner.enable").lower() == "true":
+                tg.start_soon(_cleaner_loop, broker)
             tg.start_soon(_flush_loop, broker)
             tg.start_soon(broker.file_deleter.run)
             tg.start_soon(broker.groups.run)
@@ -167,6 +169,20 @@ async def _every(broker: Broker, interval_key: str, task: Callable[[], Awaitable
 async def _retention_loop(broker: Broker) -> None:
     """Delete old segments (Kafka's "kafka-log-retention" task)."""
     await _every(broker, "log.retention.check.interval.ms", broker.delete_old_segments)
+
+
+async def _cleaner_loop(broker: Broker) -> None:
+    """Compact the logs that need it (Kafka's LogCleaner threads, which back off
+    log.cleaner.backoff.ms when no log needs cleaning)."""
+    backoff = broker.config.get_int("log.cleaner.backoff.ms") / 1000
+    while True:
+        try:
+            cleaned = await broker.clean_logs()
+        except Exception:
+            log.exception("log cleaning failed; will try again")
+            cleaned = 0
+        if not cleaned:
+            await anyio.sleep(backoff)
 
 
 async def _flush_loop(broker: Broker) -> None:

@@ -135,9 +135,13 @@ def compute_crc(buf: bytes | bytearray | memoryview, pos: int, size: int) -> int
     return int(crc32c.crc32c(memoryview(buf)[pos + ATTRIBUTES_OFFSET : pos + size]))
 
 
-def validate_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:
+def validate_batches(
+    buf: bytes | bytearray | memoryview, *, dense: bool = True
+) -> list[BatchHeader]:
     """Check that ``buf`` is a whole number of v2 batches with good CRCs and coherent headers.
 
+    ``dense``: each non-control batch holds one record per offset of its range, as producers
+    write them; stored batches (``dense=False``) may hold fewer, or none, after compaction.
     Raises InvalidRecordBatch for structure errors and CorruptRecordBatch for a CRC mismatch.
     """
     headers: list[BatchHeader] = []
@@ -156,7 +160,7 @@ def validate_batches(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:
             raise CorruptRecordBatch("record batch CRC-32C mismatch")
         if header.last_offset_delta < 0 or header.records_count < 0:
             raise InvalidRecordBatch("negative record count or offset delta")
-        if not header.is_control and header.records_count != header.last_offset_delta + 1:
+        if dense and not header.is_control and header.records_count != header.last_offset_delta + 1:
             raise InvalidRecordBatch("record count does not match the last offset delta")
         headers.append(header)
         pos += size
@@ -473,4 +477,101 @@ def build_batch(
     ) + bytes(body)
     crc = crc32c.crc32c(tail)
     head = struct.pack(">qiibI", base_offset, len(tail) + 9, partition_leader_epoch, 2, crc)
+    return head + tail
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record of a batch as stored: its bytes (length prefix included) unchanged, so that a
+    batch keeping its base offset and base timestamp can carry it over verbatim (the log
+    cleaner's rewrite), plus what the cleaner decides on."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    is_tombstone: bool  # a null value
+    raw: bytes
+
+
+def split_records(
+    batch: bytes | bytearray | memoryview, max_uncompressed: int = 1 << 30
+) -> list[RawRecord]:
+    """The records of one v2 batch (header included in ``batch``), decompressed, each with its
+    stored bytes. Raises InvalidRecordBatch (or DecompressionError) on malformed records."""
+    from kpy.protocol.compression import decompress
+
+    header = read_header(batch, 0)
+    payload = bytes(memoryview(batch)[HEADER_SIZE : header.size])
+    if header.compression:
+        payload = decompress(header.compression, payload, max_uncompressed)
+    records: list[RawRecord] = []
+    pos = 0
+    for _ in range(header.records_count):
+        start = pos
+        length, pos = _read_varint(payload, pos)
+        end = pos + length
+        if length < 0 or end > len(payload):
+            raise InvalidRecordBatch("record length runs past the batch")
+        pos += 1  # record attributes, unused
+        ts_delta, pos = _read_varint(payload, pos)
+        offset_delta, pos = _read_varint(payload, pos)
+        key, pos = _read_varbytes(payload, pos)
+        value_length, _ = _read_varint(payload, pos)
+        timestamp = (
+            header.max_timestamp if header.is_log_append_time else header.base_timestamp + ts_delta
+        )
+        records.append(
+            RawRecord(
+                header.base_offset + offset_delta,
+                timestamp,
+                key,
+                value_length < 0,
+                payload[start:end],
+            )
+        )
+        pos = end
+    return records
+
+
+def rebuild_batch(header: BatchHeader, records: Sequence[RawRecord]) -> bytes:
+    """A batch like the one ``header`` describes holding only ``records`` (a subset of its own,
+    in order), as Kafka's log cleaner writes retained records: base offset, last offset delta,
+    base timestamp, attributes, producer id, epoch and base sequence kept (so offsets and the
+    producer's sequence numbers stay as they were), the payload recompressed with the batch's
+    codec, the max timestamp recomputed for CreateTime, the CRC recomputed.
+
+    No records: an empty batch, header only and uncompressed, as Kafka keeps the last batch of a
+    producer so that its sequence and epoch survive cleaning."""
+    from kpy.protocol.compression import compress
+
+    body = b"".join(r.raw for r in records)
+    attributes = header.attributes
+    if not records:
+        attributes &= ~COMPRESSION_MASK
+        payload = b""
+    elif header.compression:
+        payload = compress(header.compression, body)
+    else:
+        payload = body
+    max_ts = header.max_timestamp
+    if records and not header.is_log_append_time:
+        max_ts = max(r.timestamp for r in records)
+    tail = (
+        struct.pack(
+            ">hiqqqhii",
+            attributes,
+            header.last_offset_delta,
+            header.base_timestamp,
+            max_ts,
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+            len(records),
+        )
+        + payload
+    )
+    crc = crc32c.crc32c(tail)
+    head = struct.pack(
+        ">qiibI", header.base_offset, len(tail) + 9, header.partition_leader_epoch, 2, crc
+    )
     return head + tail

@@ -18,6 +18,7 @@ from kpy.protocol.records import (
     BatchHeader,
     InvalidRecordBatch,
     decode_records,
+    iter_headers,
     set_base_offset,
     set_log_append_time,
     set_partition_leader_epoch,
@@ -46,9 +47,11 @@ from kpy.storage.retention import (
     time_breached,
 )
 from kpy.storage.segment import (
+    CLEANED_SUFFIX,
     DELETED_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
+    SWAP_SUFFIX,
     TIME_INDEX_SUFFIX,
     LogSegment,
     segment_paths,
@@ -63,9 +66,9 @@ __all__ = [
     "SegmentDeletion",
 ]
 
-# Leftovers of operations Kafka performs by renaming files; kpy has no cleaner, so any such file
-# comes from a Kafka-written directory or an interrupted delete and is removed at open.
-STRAY_SUFFIXES = (".cleaned", ".swap", ".deleted", ".tmp")
+# Leftovers of interrupted deletes and writes, removed at open. ``.cleaned`` and ``.swap`` files
+# (the log cleaner's) are sorted out first: see ``_finish_swaps``.
+STRAY_SUFFIXES = (".deleted", ".tmp")
 
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
@@ -77,6 +80,15 @@ def _abandon_all(segments: Iterable[LogSegment]) -> None:
     with ExitStack() as stack:
         for segment in segments:
             stack.callback(segment.abandon)
+
+
+def _next_offset_of_file(path: Path, base: int) -> int:
+    """The offset after the last whole batch of a .log file (``base`` if it has none)."""
+    data = path.read_bytes()
+    end = base
+    for _, header in iter_headers(data):
+        end = header.next_offset
+    return end
 
 
 def _unlink_segment_files(directory: Path, base: int) -> None:
@@ -241,6 +253,9 @@ class Log:
         # A segment file was created since the directory was last fsynced (Kafka's
         # LocalLog.flush fsyncs the directory when it flushes a new segment).
         self._dir_dirty = False
+        # The log cleaner is rewriting segments (cleaner.py): segment deletion waits, as
+        # Kafka's retention skips a log its cleaner holds, so the segments it replaces stay.
+        self.cleaning = False
 
     # --- Opening and recovery ---
 
@@ -391,7 +406,7 @@ class Log:
     def _clean_directory(directory: Path) -> tuple[list[int], int]:
         """Delete stray files; return the sorted base offsets of the segments present and the
         number of files deleted."""
-        removed = 0
+        removed = Log._finish_swaps(directory)
         bases: list[int] = []
         index_stems: list[tuple[str, Path]] = []
         for entry in directory.iterdir():
@@ -414,6 +429,62 @@ class Log:
                 entry.unlink()
                 removed += 1
         return sorted(bases), removed
+
+    @staticmethod
+    def _finish_swaps(directory: Path) -> int:
+        """Complete or undo what the log cleaner left half done (Kafka's LogLoader
+        removeTempFilesAndCollectSwapFiles and its swap completion); returns the files deleted.
+
+        The cleaner writes ``X.*.cleaned``, renames them to ``X.*.swap`` (indexes first, .log
+        last), renames the segments they replace to ``*.deleted``, then the swap files to the
+        plain names (indexes first, .log last). So: ``.cleaned`` files are incomplete and go,
+        and so do ``.swap`` files at or above the lowest ``.cleaned`` base offset (their rename
+        was interrupted). A remaining ``X.log.swap`` is complete: every segment whose base
+        offset lies in [X, its next offset) is replaced by it (deleted, then the swap files
+        renamed in). Index ``.swap`` files without their .log (the last rename was under way)
+        go; the loader rebuilds a missing index."""
+        removed = 0
+        cleaned: list[tuple[int, Path]] = []
+        swaps: list[tuple[int, Path]] = []
+        for entry in directory.iterdir():
+            name = entry.name
+            stem = name.partition(".")[0]
+            if not (stem.isdigit() and len(stem) == 20):
+                continue
+            if name.endswith(CLEANED_SUFFIX):
+                cleaned.append((int(stem), entry))
+            elif name.endswith(SWAP_SUFFIX):
+                swaps.append((int(stem), entry))
+        lowest_cleaned = min((base for base, _ in cleaned), default=None)
+        for _, path in cleaned:
+            path.unlink()
+            removed += 1
+        complete: list[int] = []
+        for base, path in swaps:
+            if lowest_cleaned is not None and base >= lowest_cleaned:
+                path.unlink()
+                removed += 1
+            elif path.name.endswith(LOG_SUFFIX + SWAP_SUFFIX):
+                complete.append(base)
+        for base in sorted(complete):
+            swap_log = segment_paths(directory, base, SWAP_SUFFIX)[0]
+            end = _next_offset_of_file(swap_log, base)
+            for other in directory.glob("*" + LOG_SUFFIX):
+                stem = other.name[: -len(LOG_SUFFIX)]
+                if stem.isdigit() and len(stem) == 20 and base <= int(stem) < max(end, base + 1):
+                    _unlink_segment_files(directory, int(stem))
+                    removed += 1
+            for swap, final in zip(
+                segment_paths(directory, base, SWAP_SUFFIX),
+                segment_paths(directory, base),
+                strict=True,
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(swap, final)
+        for leftover in directory.glob("*" + SWAP_SUFFIX):  # index swaps without their .log
+            leftover.unlink()
+            removed += 1
+        return removed
 
     @staticmethod
     def _open_segment(directory: Path, base: int, config: LogConfig, now_ms: int) -> LogSegment:
@@ -629,6 +700,17 @@ class Log:
                 f"offset {offset} is outside [{self.log_start_offset}, {self.log_end_offset}]"
             )
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Register the caller as a reader for the block (see the class docstring): the
+        descriptors of the segments it took from ``segments`` stay open until it leaves. Raises
+        LogClosed if the log is closed. For the log cleaner's worker thread."""
+        generation = self._enter()
+        try:
+            yield
+        finally:
+            self._leave(generation)
+
     def _enter(self, *, closed_ok: bool = False) -> int:
         """Register a reader; returns the generation to pass to ``_leave``."""
         with self._reader_lock:
@@ -803,7 +885,7 @@ class Log:
         on the result, on a worker thread.
         """
         doomed = list(doomed)
-        if not doomed:
+        if not doomed or self.cleaning:  # the next retention pass deletes them
             return SegmentDeletion(self.dir)
         segments = self._segments
         if list(segments[: len(doomed)]) != doomed:
@@ -876,6 +958,20 @@ class Log:
                     raise
                 break
         return deletion
+
+    def replace_segments(self, old: Sequence[LogSegment], new: LogSegment) -> None:
+        """Put ``new`` (the cleaner's rewrite, its files already renamed in) where the
+        consecutive inactive segments ``old`` are (Kafka's replaceSegments), and retire
+        ``old`` (already renamed to ``*.deleted``) once no reader holds them. Event loop."""
+        segments, _ = self._view
+        first = segments.index(old[0])
+        if list(segments[first : first + len(old)]) != list(old) or first + len(old) >= len(
+            segments
+        ):
+            raise ValueError("replace_segments takes consecutive inactive segments")
+        kept = (*segments[:first], new, *segments[first + len(old) :])
+        self._view = (kept, tuple(s.base_offset for s in kept))
+        self._retire(old)
 
     def _mark_snapshots_deleted(self, below: int) -> tuple[Path, ...]:
         """Rename the producer snapshots below offset ``below`` to ``*.deleted``."""

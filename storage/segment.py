@@ -32,6 +32,11 @@ TIME_INDEX_SUFFIX = ".timeindex"
 # Kafka's LogFileUtils.DELETED_FILE_SUFFIX: a segment being deleted has its files renamed with
 # it first, so a crash before the unlink leaves files the loader removes, never a segment.
 DELETED_SUFFIX = ".deleted"
+# Kafka's CLEANED_FILE_SUFFIX and SWAP_FILE_SUFFIX: the log cleaner writes a segment's
+# replacement as ``*.cleaned``, renames it to ``*.swap`` once complete, and to the plain names
+# once the segments it replaces are renamed to ``*.deleted`` (see cleaner.py and Log.open).
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
 
 _I = TypeVar("_I", OffsetIndex, TimeIndex)
 
@@ -44,12 +49,12 @@ def offset_file_name(offset: int) -> str:
     return f"{offset:020d}"
 
 
-def segment_paths(directory: Path, base_offset: int) -> tuple[Path, Path, Path]:
+def segment_paths(directory: Path, base_offset: int, suffix: str = "") -> tuple[Path, Path, Path]:
     stem = offset_file_name(base_offset)
     return (
-        directory / (stem + LOG_SUFFIX),
-        directory / (stem + INDEX_SUFFIX),
-        directory / (stem + TIME_INDEX_SUFFIX),
+        directory / (stem + LOG_SUFFIX + suffix),
+        directory / (stem + INDEX_SUFFIX + suffix),
+        directory / (stem + TIME_INDEX_SUFFIX + suffix),
     )
 
 
@@ -108,8 +113,10 @@ class LogSegment:
         index_interval_bytes: int = 4096,
         max_index_size: int = DEFAULT_MAX_INDEX_SIZE,
         now_ms: int = 0,
+        suffix: str = "",
     ) -> None:
-        """Open the segment's files, creating any that are missing.
+        """Open the segment's files, creating any that are missing. ``suffix`` (the cleaner's
+        ``.cleaned``) is appended to the three file names; ``rename_suffix`` changes it.
 
         Never raises CorruptIndex: an index that is missing (for a non-empty .log) or fails its
         sanity check is replaced with an empty one and ``needs_recovery`` is set.
@@ -117,7 +124,9 @@ class LogSegment:
         self.directory = directory
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
-        self.log_path, self.index_path, self.time_index_path = segment_paths(directory, base_offset)
+        self.log_path, self.index_path, self.time_index_path = segment_paths(
+            directory, base_offset, suffix
+        )
         self.needs_recovery = False
         self.retired = False  # renamed to *.deleted: see ``mark_deleted``
         # If opening fails half way, nothing else would ever close what was opened so far.
@@ -322,7 +331,7 @@ class LogSegment:
         rolling: int | None = None
         for pos, batch in self._iter_raw_batches(file_size):
             try:
-                (header,) = validate_batches(batch)
+                (header,) = validate_batches(batch, dense=False)  # compaction thins batches
             except (InvalidRecordBatch, CorruptRecordBatch):
                 break
             if header.base_offset < next_offset or not self.offset_index.can_append_offset(
@@ -479,6 +488,21 @@ class LogSegment:
         self.offset_index.rename(self.index_path)
         self.time_index_path = self.time_index_path.with_name(self.time_index_path.name + deleted)
         self.time_index.rename(self.time_index_path)
+
+    def rename_suffix(self, suffix: str) -> None:
+        """Rename the three files to the plain names plus ``suffix`` (the cleaner's
+        ``.cleaned`` to ``.swap`` to nothing), the indexes first and the .log last: a .log with
+        a suffix then means its indexes may carry either suffix, which Log.open copes with.
+        The descriptors stay open."""
+        log_path, index_path, time_index_path = segment_paths(
+            self.directory, self.base_offset, suffix
+        )
+        self.offset_index.rename(index_path)
+        self.index_path = index_path
+        self.time_index.rename(time_index_path)
+        self.time_index_path = time_index_path
+        os.rename(self.log_path, log_path)
+        self.log_path = log_path
 
     def unlink_files(self) -> None:
         """Remove the segment's files (after ``mark_deleted``), leaving the descriptors open:

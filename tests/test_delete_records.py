@@ -51,9 +51,10 @@ def delete_records(
 
 
 def fill(client: RawClient, topic: str, count: int, partition: int = 0) -> None:
-    """``count`` one-record batches with timestamps 1000, 1001, ..."""
+    """``count`` one-record batches with timestamps 1000, 1001, ... (keyed: compacted topics
+    refuse records without a key)."""
     for i in range(count):
-        batch = build_batch([(None, b"m%d" % i)], timestamp=1000 + i)
+        batch = build_batch([(b"k%d" % i, b"m%d" % i)], timestamp=1000 + i)
         part = produce(client, topic, batch, partition).responses[0].partition_responses[0]
         assert part.error_code == ErrorCode.none
 

@@ -39,8 +39,9 @@ Appends are page-cache writes (Log.append), so a commit does not wait on the dis
 
 After a crash: the log store recovers the partitions (a torn tail batch is dropped), and
 ``open`` replays what survived. A commit is acknowledged after its append, so what is lost is
-what the page cache lost, as with any partition under kpy's flush policy. kpy has no log cleaner
-yet, so the topic is never compacted: replay reads every record ever written.
+what the page cache lost, as with any partition under kpy's flush policy. The log cleaner
+compacts the topic (every record here has a key): replay reads the latest record per key, and
+the tombstones still kept, which is the same map.
 
 Changing the record format: don't. It is Kafka's, so that Kafka's tools (kafka-dump-log
 --offsets-decoder, kafka-console-consumer with the offsets formatter) read it; follow Kafka if
@@ -276,7 +277,9 @@ class OffsetStore:
         """
         info = logs.topic(OFFSETS_TOPIC)
         if info is None:
-            configs = {**OFFSETS_TOPIC_CONFIGS, "segment.bytes": str(segment_bytes)}
+            # Below segment.bytes' minimum (tests): kpy's internal.segment.bytes, as for topics.
+            name = "segment.bytes" if segment_bytes >= 1048576 else "internal.segment.bytes"
+            configs = {**OFFSETS_TOPIC_CONFIGS, name: str(segment_bytes)}
             info = logs.create_topic(OFFSETS_TOPIC, partitions, configs, now_ms=now_ms)
             log.info("created %s with %d partition(s)", OFFSETS_TOPIC, partitions)
         elif info.partitions != partitions:

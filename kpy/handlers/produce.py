@@ -16,6 +16,9 @@ do not match the header are INVALID_RECORD (where Kafka rewrites a batch whose o
 are not 0, 1, 2..., kpy refuses it); a max timestamp that differs from the records' is
 corrected, as Kafka sets it. Big payloads are decompressed on a worker thread.
 
+A compacted topic (cleanup.policy with compact) refuses records without a key with
+INVALID_RECORD, as Kafka's LogValidator.validateKey does: only its batches are decoded for that.
+
 zstd needs v7 (UNSUPPORTED_COMPRESSION_TYPE below). acks 0, 1 and -1 are accepted; on one node
 acks=-1 waits for nothing more than acks=1 (the flush policy decides durability). With acks=0
 no response is sent, and an error closes the connection, as Kafka does, so the client learns of
@@ -36,6 +39,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -164,6 +168,13 @@ async def _append(
         if isinstance(checked, tuple):
             return checked
         headers = checked
+    if "compact" in log.config.cleanup_policy.split(","):
+        try:
+            keyless = await _run(len(buf), _keyless_records, buf)
+        except (rb.InvalidRecordBatch, compression.DecompressionError) as e:
+            return ErrorCode.invalid_record, None, str(e)
+        if keyless:
+            return _key_errors(keyless, f"{topic}-{partition}")
     if broker.logs.get_log(topic, partition) is not log:  # deleted while a worker decoded
         return ErrorCode.unknown_topic_or_partition, None, None
     try:
@@ -188,6 +199,39 @@ async def _append(
         return ErrorCode.kafka_storage_error, None, str(e)
     broker.waiters.notify(topic, partition)
     return ErrorCode.none, result, None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordErrors:
+    """The records a partition refused: (index in the request's records, message)."""
+
+    errors: tuple[tuple[int, str], ...]
+
+
+def _keyless_records(buf: bytearray) -> list[int]:
+    """Kafka's LogValidator.validateKey: a compacted topic takes only keyed records, so its
+    batches (and only its) are decoded. The indexes of the records without a key."""
+    keyless: list[int] = []
+    index = 0
+    for pos, header in rb.iter_headers(buf):
+        for record in rb.split_records(memoryview(buf)[pos : pos + header.size]):
+            if record.key is None:
+                keyless.append(index)
+            index += 1
+    return keyless
+
+
+def _key_errors(keyless: list[int], partition: str) -> Outcome:
+    """INVALID_RECORD with one record error per keyless record, worded as Kafka's."""
+    message = f"Compacted topic cannot accept message without key in topic partition {partition}."
+    errors = tuple((i, message) for i in keyless)
+    shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+    return (
+        ErrorCode.invalid_record,
+        RecordErrors(errors),
+        f"One or more records have been rejected due to {len(errors)} record errors in total, "
+        f"and only showing the first three errors at most: [{shown}]",
+    )
 
 
 async def _check_v2(
@@ -278,7 +322,13 @@ async def _run(size: int, fn: Callable[..., T], *args: Any) -> T:
 def _partition_response(
     mod: Any, index: int, error: ErrorCode, result: Any, message: str | None
 ) -> Any:
-    if result is None:
+    if result is None or isinstance(result, RecordErrors):
+        record_errors = ()
+        if isinstance(result, RecordErrors) and hasattr(mod, "BatchIndexAndErrorMessage"):
+            record_errors = tuple(
+                mod.BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m)
+                for i, m in result.errors
+            )
         return make(
             mod.PartitionProduceResponse,
             index=index,
@@ -286,7 +336,7 @@ def _partition_response(
             base_offset=-1,
             log_append_time=None,
             log_start_offset=-1,
-            record_errors=(),
+            record_errors=record_errors,
             error_message=message,
         )
     append_time = None
