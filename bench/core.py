@@ -340,3 +340,14 @@ PERF_LINE = re.compile(
     r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
     r"(?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th, (?P<p999>\d+) ms 99.9th"
 )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named workload and the brokers it runs against ("kpy", "kafka", and "sink" for the
+    producer-only workloads that also show what the client can push to a broker that stores
+    nothing). Each bench/workloads/*.py module lists its own in ``WORKLOADS``."""
+
+    name: str
+    run: Callable[[Context], list[Measurement]]
+    brokers: tuple[str, ...] = ("kpy", "kafka")
