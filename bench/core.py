@@ -56,6 +56,11 @@ class Scale:
     large_records: int  # 1 KB records
     latency_messages: int
     repeats: int
+    # The scale workloads (bench/workloads/scale.py): partitions of the many-partitions topic,
+    # idle connections beside the producer, members of the consumer group.
+    partitions: int = 1000
+    idle_connections: int = 200
+    group_members: int = 20
 
     @staticmethod
     def full() -> Scale:
@@ -63,7 +68,7 @@ class Scale:
 
     @staticmethod
     def quick() -> Scale:
-        return Scale("quick", 5_000, 1_000, 200, 1)
+        return Scale("quick", 5_000, 1_000, 200, 1, 50, 20, 4)
 
 
 def free_port() -> int:

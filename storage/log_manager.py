@@ -352,7 +352,11 @@ class LogManager:
         log_start_offset: int,
         clean: bool,
         now_ms: int,
+        sync_data_dir: bool = True,
     ) -> Log:
+        """Open (creating it if new) one partition's log. A new directory is made durable in
+        the data directory at once unless ``sync_data_dir`` is false, for a caller that fsyncs
+        the data directory itself after creating many (one fsync, not one per partition)."""
         directory = self.partition_dir(info.name, partition)
         metadata = directory / PARTITION_METADATA
         expected = f"version: 0\ntopic_id: {uuid_to_kafka(info.topic_id)}"
@@ -368,7 +372,8 @@ class LogManager:
         if not metadata.exists():
             directory.mkdir(parents=True, exist_ok=True)
             write_atomic(metadata, expected.encode("utf-8"))
-            fsync_dir(self.data_dir)
+            if sync_data_dir:
+                fsync_dir(self.data_dir)
         return Log.open(
             directory,
             config or self.topic_config(info.name),
@@ -435,7 +440,12 @@ class LogManager:
                     log_start_offset=0,
                     clean=True,
                     now_ms=now,
+                    sync_data_dir=False,
                 )
+            # The new directories become durable together, before kpy-topics.json names them:
+            # one fsync for the topic rather than one per partition (1,000 partitions spent
+            # about a third of their creation time in these).
+            fsync_dir(self.data_dir)
             self._write_topics_file({**self._topics, name: info})
         except BaseException:  # not created: remove the directories made so far
             with ExitStack() as stack:

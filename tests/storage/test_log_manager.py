@@ -9,6 +9,7 @@ import pytest
 from storage_helpers import Opened, offsets_in, request
 
 from kpy.protocol.records import build_batch
+from kpy.storage import durability
 from kpy.storage.errors import (
     InconsistentMetadata,
     InvalidConfig,
@@ -210,3 +211,26 @@ def test_abandon_writes_no_clean_shutdown_marker(tmp_path: Path, opened: Opened)
     assert not again.had_clean_shutdown
     relog = again.get_log("t", 0)
     assert relog is not None and relog.log_end_offset == 3
+
+
+def test_create_topic_fsyncs_the_data_dir_once_for_all_its_partitions(
+    tmp_path: Path, opened: Opened
+) -> None:
+    data = tmp_path / "data"
+    journal = tmp_path / "journal"
+    manager = opened(LogManager.open(data))
+    durability.enable(journal)
+    try:
+        manager.create_topic("many", 20)
+    finally:
+        durability.disable()
+    synced = [line.split(" ")[1] for line in journal.read_text().splitlines() if line[0] == "D"]
+    # Every new partition directory is fsynced (its partition.metadata), and the data directory
+    # twice: once for the twenty new directories together, once for kpy-topics.json.
+    assert sorted(p for p in synced if p != str(data.absolute())) == sorted(
+        str(manager.partition_dir("many", p).absolute()) for p in range(20)
+    )
+    assert synced.count(str(data.absolute())) == 2
+    manager.close()
+    again = opened(LogManager.open(data))
+    assert [again.get_log("many", p) is not None for p in range(20)] == [True] * 20
