@@ -140,8 +140,8 @@ class Broker:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Start the process and return once its port accepts connections."""
+    def launch(self) -> None:
+        """Start the process on a free port and return at once (``start`` waits for it)."""
         self.port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -150,6 +150,11 @@ class Broker:
         self.proc = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start the process and return once its port accepts connections."""
+        self.launch()
+        assert self.proc is not None
         wait_port(self.port, timeout, self.proc)
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -356,3 +361,6 @@ class Workload:
     name: str
     run: Callable[[Context], list[Measurement]]
     brokers: tuple[str, ...] = ("kpy", "kafka")
+    # True for a workload that starts (and stops) its own brokers, such as the start-up
+    # measurement: the runner then hands it a Context whose broker is not started.
+    starts_broker: bool = False

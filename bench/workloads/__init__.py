@@ -1,0 +1,1 @@
+"""The benchmark's workloads: each module lists its own in ``WORKLOADS`` (bench/core.py)."""
