@@ -35,8 +35,6 @@ from kio.serial._introspect import (
 from kio.serial._parse import get_reader
 from kio.serial.readers import compact_array_reader, legacy_array_reader
 
-from kpy.protocol import legacy
-
 API_VERSIONS_KEY = 18
 DEFAULT_MAX_REQUEST_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes
 
@@ -88,6 +86,11 @@ class RequestHeader:
     size: int  # bytes the header occupies in the frame; the body follows
 
 
+# kio and kpy.protocol.legacy declare disjoint versions (legacy has only the ones Kafka 4
+# removed), so kio is asked first and legacy, whose types cost start-up time to declare, is
+# imported only when an old client asks for one of its versions.
+
+
 @cache
 def request_type(api_key: int, version: int) -> Any:
     """kio's request type for a key and version (or kpy's for the versions Kafka 4 removed),
@@ -95,15 +98,22 @@ def request_type(api_key: int, version: int) -> Any:
     try:
         return load_request_schema(api_key, version)
     except (UnknownAPIKey, UnknownEntity):
+        from kpy.protocol import legacy
+
         return legacy.request_type(api_key, version)
 
 
 @cache
 def response_type(api_key: int, version: int) -> Any:
-    found = legacy.response_type(api_key, version)
-    if found is not None:
+    try:
+        return load_response_schema(api_key, version)
+    except (UnknownAPIKey, UnknownEntity):
+        from kpy.protocol import legacy
+
+        found = legacy.response_type(api_key, version)
+        if found is None:
+            raise
         return found
-    return load_response_schema(api_key, version)
 
 
 @cache
@@ -316,7 +326,9 @@ def response_module(api_key: int, version: int) -> Any:
     of kpy's types for the versions Kafka 4 removed)."""
     import importlib
 
-    found = legacy.response_module(api_key, version)
-    if found is not None:
-        return found
-    return importlib.import_module(response_type(api_key, version).__module__)
+    cls = response_type(api_key, version)
+    if cls.__module__ == "kpy.protocol.legacy":
+        from kpy.protocol import legacy
+
+        return legacy.response_module(api_key, version)
+    return importlib.import_module(cls.__module__)
