@@ -39,6 +39,7 @@ API_VERSIONS_KEY = 18
 DEFAULT_MAX_REQUEST_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes
 
 _SIZE = struct.Struct(">i")
+_SIZE_AND_CORRELATION = struct.Struct(">ii")
 _HEADER_FIXED = struct.Struct(">hhih")  # api_key, api_version, correlation_id, client_id length
 
 
@@ -273,8 +274,18 @@ def decode_request(header: RequestHeader, frame: bytes) -> Any:
     return request
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedBody:
+    """A response body its handler encoded itself (kpy.protocol.hot_responses), as buffers that
+    follow one another; ``encode_response`` puts the size and header in front."""
+
+    parts: list[bytes | bytearray | memoryview]
+
+
 def encode_response(header: RequestHeader, response: Any) -> bytes:
     """Size prefix, response header and body, ready for the socket."""
+    if isinstance(response, EncodedBody):
+        return _frame_encoded(header, response.parts)
     out = io.BytesIO()
     out.write(b"\0\0\0\0")
     out.write(_SIZE.pack(header.correlation_id))
@@ -286,6 +297,14 @@ def encode_response(header: RequestHeader, response: Any) -> bytes:
     _SIZE.pack_into(data, 0, len(data) - 4)
     del data
     return out.getvalue()
+
+
+def _frame_encoded(header: RequestHeader, parts: list[bytes | bytearray | memoryview]) -> bytes:
+    key = header.api_key
+    flexible = key != API_VERSIONS_KEY and is_flexible(key, header.api_version)
+    size = sum(map(len, parts)) + (5 if flexible else 4)
+    prefix = _SIZE_AND_CORRELATION.pack(size, header.correlation_id) + (b"\0" if flexible else b"")
+    return b"".join([prefix, *parts])  # the one copy of the records a fetch makes
 
 
 # --- Building responses across versions ---------------------------------------------------
