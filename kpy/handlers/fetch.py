@@ -46,6 +46,8 @@ KEY = 1
 READ_COMMITTED = 1
 # Reads above this size go to a worker thread so the event loop never waits on the disk.
 INLINE_READ_LIMIT = 1 << 20
+# A partition's records as read: a view where the read was cut short of a batch (not copied).
+Records = bytes | memoryview
 
 
 @handles(KEY, "Fetch", 0, 16)
@@ -124,7 +126,7 @@ async def _read_all(
             log = broker.logs.get_log(name, p.partition) if name else None
             error = ErrorCode.none
             diverging: tuple[int, int] | None = None
-            data = b""
+            data: Records = b""
             if log is None:
                 error = (
                     ErrorCode.unknown_topic_id
@@ -142,7 +144,7 @@ async def _read_all(
                     error, data = await _read_partition(log, p.fetch_offset, limit, min_one)
                     if data and down_conversion.needs_conversion(ctx.version):
                         error, data = await down_conversion.down_convert(
-                            data, ctx.version, p.fetch_offset, limit
+                            bytes(data), ctx.version, p.fetch_offset, limit
                         )
             if error is not ErrorCode.none or log is None:
                 answer_now = True
@@ -192,7 +194,7 @@ def _check_epochs(p: Any, log: Log) -> tuple[ErrorCode, tuple[int, int] | None]:
 
 async def _read_partition(
     log: Log, offset: int, limit: int, min_one: bool
-) -> tuple[ErrorCode, bytes]:
+) -> tuple[ErrorCode, Records]:
     if not log.log_start_offset <= offset <= log.log_end_offset:
         return ErrorCode.offset_out_of_range, b""
     if offset == log.log_end_offset or (limit <= 0 and not min_one):
@@ -207,12 +209,15 @@ async def _read_partition(
         return ErrorCode.kafka_storage_error, b""
 
 
-async def _read(log: Log, offset: int, limit: int, min_one: bool) -> bytes:
+async def _read(log: Log, offset: int, limit: int, min_one: bool) -> Records:
     if limit > INLINE_READ_LIMIT:
-        return await anyio.to_thread.run_sync(
-            functools.partial(log.read, offset, limit, min_one=min_one)
+        parts = await anyio.to_thread.run_sync(
+            functools.partial(log.read_buffers, offset, limit, min_one=min_one)
         )
-    return log.read(offset, limit, min_one=min_one)
+    else:
+        parts = log.read_buffers(offset, limit, min_one=min_one)
+    # One segment's bytes go out as they were read; several (rare) are joined.
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _partition(
@@ -222,7 +227,7 @@ def _partition(
     lso: int,
     log_start: int,
     read_committed: bool,
-    records: bytes,
+    records: Records,
     *,
     diverging: tuple[int, int] | None = None,
 ) -> FetchPartition:
