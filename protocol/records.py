@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import crc32c
@@ -212,8 +211,9 @@ def set_log_append_time(buf: bytearray, pos: int, size: int, timestamp: int) -> 
 # --- Decoding records: only where Kafka semantics need to look inside a batch. ---
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One decoded record (NamedTuples, as BatchHeader: decoding builds one per record)."""
+
     offset: int
     timestamp: int
     key: bytes | None
@@ -221,7 +221,7 @@ class Record:
     headers: tuple[tuple[str, bytes | None], ...]
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
     shift = 0
     raw = 0
     while True:
@@ -231,10 +231,18 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         raw |= (byte & 0x7F) << shift
         if not byte & 0x80:
-            break
+            return raw, pos
         shift += 7
         if shift > 63:
             raise InvalidRecordBatch("varint too long")
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A zigzag-encoded varint (record fields) at ``pos``: (value, position after it)."""
+    if pos < len(buf) and buf[pos] < 0x80:  # one byte: most lengths, deltas and counts
+        raw = buf[pos]
+        return (raw >> 1) ^ -(raw & 1), pos + 1
+    raw, pos = _read_uvarint(buf, pos)
     return (raw >> 1) ^ -(raw & 1), pos
 
 
@@ -348,22 +356,6 @@ def _walk_records(payload: bytes, count: int, base_ts: int) -> int:
     if pos != end:
         raise InvalidRecordBatch("Incorrect declared batch size, records still remaining")
     return base_ts + max_delta if count else NO_TIMESTAMP
-
-
-def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = 0
-    raw = 0
-    while True:
-        if pos >= len(buf):
-            raise InvalidRecordBatch("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        raw |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return raw, pos
-        shift += 7
-        if shift > 63:
-            raise InvalidRecordBatch("varint too long")
 
 
 def set_max_timestamp(buf: bytearray, pos: int, size: int, timestamp: int) -> None:
@@ -486,8 +478,7 @@ def build_batch(
     return head + tail
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
+class RawRecord(NamedTuple):
     """One record of a batch as stored: its bytes (length prefix included) unchanged, so that a
     batch keeping its base offset and base timestamp can carry it over verbatim (the log
     cleaner's rewrite), plus what the cleaner decides on."""
