@@ -33,7 +33,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-import crc32c
+from kpy.protocol.crc import crc32c
 
 HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # base_offset + batch_length: what precedes the length-counted part
@@ -137,7 +137,7 @@ def batch_size_at(buf: bytes | bytearray | memoryview, pos: int) -> int:
 
 
 def compute_crc(buf: bytes | bytearray | memoryview, pos: int, size: int) -> int:
-    return int(crc32c.crc32c(memoryview(buf)[pos + ATTRIBUTES_OFFSET : pos + size]))
+    return int(crc32c(memoryview(buf)[pos + ATTRIBUTES_OFFSET : pos + size]))
 
 
 def validate_batches(
@@ -435,7 +435,7 @@ def encode_batch(
         )
         + payload
     )
-    crc = crc32c.crc32c(tail)
+    crc = crc32c(tail)
     head = struct.pack(">qiibI", base_offset, len(tail) + 9, partition_leader_epoch, 2, crc)
     return head + tail
 
@@ -473,7 +473,7 @@ def build_batch(
         base_sequence,
         len(records),
     ) + bytes(body)
-    crc = crc32c.crc32c(tail)
+    crc = crc32c(tail)
     head = struct.pack(">qiibI", base_offset, len(tail) + 9, partition_leader_epoch, 2, crc)
     return head + tail
 
@@ -567,7 +567,7 @@ def rebuild_batch(header: BatchHeader, records: Sequence[RawRecord]) -> bytes:
         )
         + payload
     )
-    crc = crc32c.crc32c(tail)
+    crc = crc32c(tail)
     head = struct.pack(
         ">qiibI", header.base_offset, len(tail) + 9, header.partition_leader_epoch, 2, crc
     )
