@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kpy.protocol.messages import EncodedBody
 
@@ -37,11 +37,10 @@ _FETCH_PARTITION = struct.Struct(">ihqqq")
 _DIVERGING = struct.Struct(">BBiqB")  # tag 0, size 13, epoch, end_offset, no tagged fields
 
 
-@dataclass(frozen=True, slots=True)
-class ProducePartition:
-    """One partition's answer to a Produce."""
+class ProducePartition(NamedTuple):
+    """One partition's answer to a Produce (NamedTuples: one is built per partition)."""
 
-    index: int
+    partition_index: int
     error_code: int
     base_offset: int = -1
     log_append_time_ms: int = -1
@@ -50,11 +49,10 @@ class ProducePartition:
     error_message: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FetchPartition:
+class FetchPartition(NamedTuple):
     """One partition's answer to a Fetch; ``records`` goes out as it is (not copied)."""
 
-    index: int
+    partition_index: int
     error_code: int
     high_watermark: int
     last_stable_offset: int
@@ -101,7 +99,7 @@ def encode_produce(
         out += _array_length(len(partitions), flexible)
         for p in partitions:
             fixed = _PRODUCE_PARTITION.pack(
-                p.index, p.error_code, p.base_offset, p.log_append_time_ms, p.log_start_offset
+                p.partition_index, p.error_code, p.base_offset, p.log_append_time_ms, p.log_start_offset
             )
             # base_offset ends at byte 14, log_append_time_ms (v2+) at 22, log_start_offset (v5+)
             out += fixed if version >= 5 else fixed[:22] if version >= 2 else fixed[:14]
@@ -149,7 +147,7 @@ def encode_fetch(
         head += _array_length(len(partitions), flexible)
         for p in partitions:
             fixed = _FETCH_PARTITION.pack(
-                p.index, p.error_code, p.high_watermark, p.last_stable_offset, p.log_start_offset
+                p.partition_index, p.error_code, p.high_watermark, p.last_stable_offset, p.log_start_offset
             )
             # high_watermark ends at byte 14, last_stable_offset (v4+) at 22, log start (v5+)
             head += fixed if version >= 5 else fixed[:22] if version >= 4 else fixed[:14]

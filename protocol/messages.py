@@ -20,7 +20,7 @@ import io
 import struct
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
@@ -67,7 +67,7 @@ class FrameReader:
                     raise ProtocolError(f"invalid frame size {size}")
                 if len(buf) - pos - 4 < size:
                     break
-                yield bytes(buf[pos + 4 : pos + 4 + size])
+                yield bytes(memoryview(buf)[pos + 4 : pos + 4 + size])  # one copy, not two
                 pos += 4 + size
         finally:
             if pos:
@@ -78,8 +78,9 @@ class FrameReader:
         return len(self._buf)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RequestHeader:
+class RequestHeader(NamedTuple):
+    """The header of one request (a NamedTuple: one is built per request)."""
+
     api_key: int
     api_version: int
     correlation_id: int

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from kpy.protocol.records import (
     BatchHeader,
@@ -128,8 +129,7 @@ class SegmentDeletion:
             fsync_dir(self.directory)
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     """What a produce response needs from an append."""
 
     base_offset: int  # offset of the first record written (or of the duplicate batch)

@@ -42,7 +42,7 @@ def _kio_produce(version: int, topics: list[tuple[str, list[ProducePartition]]])
             parts.append(
                 make(
                     mod.PartitionProduceResponse,
-                    index=p.index,
+                    index=p.partition_index,
                     error_code=ErrorCode(p.error_code),
                     base_offset=p.base_offset,
                     log_append_time=append_time,
@@ -69,7 +69,7 @@ def _kio_fetch(version: int, error: int, topics: list[tuple[Any, list[FetchParti
             parts.append(
                 make(
                     mod.PartitionData,
-                    partition_index=p.index,
+                    partition_index=p.partition_index,
                     error_code=ErrorCode(p.error_code),
                     high_watermark=p.high_watermark,
                     last_stable_offset=p.last_stable_offset,
@@ -153,17 +153,10 @@ def _fetch_cases(version: int) -> list[tuple[int, list[tuple[Any, list[FetchPart
 def test_fetch_response_matches_kio(version: int) -> None:
     for error, topics in _fetch_cases(version):
         if version < 12:  # no diverging epochs before v12
-            topics = [
-                (k, [FetchPartition(**{**_fields(p), "diverging_epoch": None}) for p in parts])
-                for k, parts in topics
-            ]
+            topics = [(k, [p._replace(diverging_epoch=None) for p in parts]) for k, parts in topics]
         header = _header(FETCH, version)
         expected = encode_response(header, _kio_fetch(version, error, topics))
         assert encode_response(header, encode_fetch(version, error, topics)) == expected
-
-
-def _fields(p: FetchPartition) -> dict[str, Any]:
-    return {name: getattr(p, name) for name in FetchPartition.__slots__}
 
 
 @given(
