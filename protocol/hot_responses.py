@@ -99,7 +99,11 @@ def encode_produce(
         out += _array_length(len(partitions), flexible)
         for p in partitions:
             fixed = _PRODUCE_PARTITION.pack(
-                p.partition_index, p.error_code, p.base_offset, p.log_append_time_ms, p.log_start_offset
+                p.partition_index,
+                p.error_code,
+                p.base_offset,
+                p.log_append_time_ms,
+                p.log_start_offset,
             )
             # base_offset ends at byte 14, log_append_time_ms (v2+) at 22, log_start_offset (v5+)
             out += fixed if version >= 5 else fixed[:22] if version >= 2 else fixed[:14]
@@ -147,7 +151,11 @@ def encode_fetch(
         head += _array_length(len(partitions), flexible)
         for p in partitions:
             fixed = _FETCH_PARTITION.pack(
-                p.partition_index, p.error_code, p.high_watermark, p.last_stable_offset, p.log_start_offset
+                p.partition_index,
+                p.error_code,
+                p.high_watermark,
+                p.last_stable_offset,
+                p.log_start_offset,
             )
             # high_watermark ends at byte 14, last_stable_offset (v4+) at 22, log start (v5+)
             head += fixed if version >= 5 else fixed[:22] if version >= 4 else fixed[:14]
