@@ -1,4 +1,8 @@
-"""The ``kpy`` command: ``kpy serve`` runs a broker with Kafka's configuration names."""
+"""The ``kpy`` command: ``kpy serve`` runs a broker with Kafka's configuration names.
+
+The broker's modules (and kio with them) are imported only once the command line is read, after
+``_hide_hypothesis``: start-up time is one of the figures a broker is judged by.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,6 @@ import contextlib
 import logging
 import sys
 import time
-
-import anyio
-
-from kpy.config import BrokerConfig, ConfigError
 
 
 def _parse_override(text: str) -> tuple[str, str]:
@@ -55,8 +55,28 @@ def raise_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+def _hide_hypothesis() -> None:
+    """Load kio without hypothesis. kio registers a hypothesis strategy for each of its types
+    when it can import hypothesis (an aid for kio's own property tests); where hypothesis is
+    installed (kpy's test extra) that import and the registrations cost the broker about a
+    fifth of a second of start-up and serve it nothing. A process that has imported hypothesis
+    already (a test run) keeps it."""
+    if "hypothesis" in sys.modules or "kio.static._phantom" in sys.modules:
+        return
+    sys.modules["hypothesis"] = None  # type: ignore[assignment]  # import hypothesis: ImportError
+    try:
+        import kio.static._phantom  # noqa: F401
+    finally:
+        del sys.modules["hypothesis"]
+
+
 def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    _hide_hypothesis()
+    import anyio
+
+    from kpy.config import BrokerConfig, ConfigError
+
     raise_file_limit()
     overrides = dict(args.override)
     if args.port is not None or args.host is not None:

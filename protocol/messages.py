@@ -20,7 +20,7 @@ import io
 import struct
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
@@ -35,12 +35,11 @@ from kio.serial._introspect import (
 from kio.serial._parse import get_reader
 from kio.serial.readers import compact_array_reader, legacy_array_reader
 
-from kpy.protocol import legacy
-
 API_VERSIONS_KEY = 18
 DEFAULT_MAX_REQUEST_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes
 
 _SIZE = struct.Struct(">i")
+_SIZE_AND_CORRELATION = struct.Struct(">ii")
 _HEADER_FIXED = struct.Struct(">hhih")  # api_key, api_version, correlation_id, client_id length
 
 
@@ -68,7 +67,7 @@ class FrameReader:
                     raise ProtocolError(f"invalid frame size {size}")
                 if len(buf) - pos - 4 < size:
                     break
-                yield bytes(buf[pos + 4 : pos + 4 + size])
+                yield bytes(memoryview(buf)[pos + 4 : pos + 4 + size])  # one copy, not two
                 pos += 4 + size
         finally:
             if pos:
@@ -79,13 +78,19 @@ class FrameReader:
         return len(self._buf)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RequestHeader:
+class RequestHeader(NamedTuple):
+    """The header of one request (a NamedTuple: one is built per request)."""
+
     api_key: int
     api_version: int
     correlation_id: int
     client_id: str | None
     size: int  # bytes the header occupies in the frame; the body follows
+
+
+# kio and kpy.protocol.legacy declare disjoint versions (legacy has only the ones Kafka 4
+# removed), so kio is asked first and legacy, whose types cost start-up time to declare, is
+# imported only when an old client asks for one of its versions.
 
 
 @cache
@@ -95,15 +100,22 @@ def request_type(api_key: int, version: int) -> Any:
     try:
         return load_request_schema(api_key, version)
     except (UnknownAPIKey, UnknownEntity):
+        from kpy.protocol import legacy
+
         return legacy.request_type(api_key, version)
 
 
 @cache
 def response_type(api_key: int, version: int) -> Any:
-    found = legacy.response_type(api_key, version)
-    if found is not None:
+    try:
+        return load_response_schema(api_key, version)
+    except (UnknownAPIKey, UnknownEntity):
+        from kpy.protocol import legacy
+
+        found = legacy.response_type(api_key, version)
+        if found is None:
+            raise
         return found
-    return load_response_schema(api_key, version)
 
 
 @cache
@@ -263,8 +275,18 @@ def decode_request(header: RequestHeader, frame: bytes) -> Any:
     return request
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedBody:
+    """A response body its handler encoded itself (kpy.protocol.hot_responses), as buffers that
+    follow one another; ``encode_response`` puts the size and header in front."""
+
+    parts: list[bytes | bytearray | memoryview]
+
+
 def encode_response(header: RequestHeader, response: Any) -> bytes:
     """Size prefix, response header and body, ready for the socket."""
+    if isinstance(response, EncodedBody):
+        return _frame_encoded(header, response.parts)
     out = io.BytesIO()
     out.write(b"\0\0\0\0")
     out.write(_SIZE.pack(header.correlation_id))
@@ -276,6 +298,14 @@ def encode_response(header: RequestHeader, response: Any) -> bytes:
     _SIZE.pack_into(data, 0, len(data) - 4)
     del data
     return out.getvalue()
+
+
+def _frame_encoded(header: RequestHeader, parts: list[bytes | bytearray | memoryview]) -> bytes:
+    key = header.api_key
+    flexible = key != API_VERSIONS_KEY and is_flexible(key, header.api_version)
+    size = sum(map(len, parts)) + (5 if flexible else 4)
+    prefix = _SIZE_AND_CORRELATION.pack(size, header.correlation_id) + (b"\0" if flexible else b"")
+    return b"".join([prefix, *parts])  # the one copy of the records a fetch makes
 
 
 # --- Building responses across versions ---------------------------------------------------
@@ -316,7 +346,9 @@ def response_module(api_key: int, version: int) -> Any:
     of kpy's types for the versions Kafka 4 removed)."""
     import importlib
 
-    found = legacy.response_module(api_key, version)
-    if found is not None:
-        return found
-    return importlib.import_module(response_type(api_key, version).__module__)
+    cls = response_type(api_key, version)
+    if cls.__module__ == "kpy.protocol.legacy":
+        from kpy.protocol import legacy
+
+        return legacy.response_module(api_key, version)
+    return importlib.import_module(cls.__module__)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from kpy.protocol.records import (
     BatchHeader,
@@ -128,8 +129,7 @@ class SegmentDeletion:
             fsync_dir(self.directory)
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     """What a produce response needs from an append."""
 
     base_offset: int  # offset of the first record written (or of the duplicate batch)
@@ -763,12 +763,19 @@ class Log:
         [log_start_offset, log_end_offset] (also when the log start passed ``offset`` during the
         read) and LogClosed once the log is closed or deleted; at the log end offset returns b"".
         """
+        return b"".join(self.read_buffers(offset, max_bytes, min_one=min_one))
+
+    def read_buffers(
+        self, offset: int, max_bytes: int, *, min_one: bool = True
+    ) -> list[bytes | memoryview]:
+        """As ``read``, the bytes as read from each segment (views where a segment's read was cut
+        short), not joined: a Fetch sends them on without copying them first."""
         generation = self._enter()
         try:
             self._check_offset(offset)
             wanted = offset
             segments, bases = self._view
-            out: list[bytes] = []
+            out: list[bytes | memoryview] = []
             remaining = max_bytes
             for segment in segments[max(bisect_right(bases, offset) - 1, 0) :]:
                 result = segment.read_to_end(offset, remaining, min_one=min_one and not out)
@@ -784,7 +791,7 @@ class Log:
             # The log start moves before segments leave the view: if it is still at or below
             # the offset asked for, the view read had them all.
             self._check_offset(wanted)
-            return b"".join(out)
+            return out
         finally:
             self._leave(generation)
 

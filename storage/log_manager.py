@@ -62,7 +62,8 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,8 @@ TOPICS_FILE_VERSION = 1
 
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_LENGTH = 249
+# Threads that create the partitions of one new topic (see ``_open_new_logs``).
+CREATE_THREADS = 8
 _METADATA_TOPIC_ID = uuid.UUID(int=1)
 
 TopicPartition = tuple[str, int]
@@ -354,9 +357,8 @@ class LogManager:
         now_ms: int,
         sync_data_dir: bool = True,
     ) -> Log:
-        """Open (creating it if new) one partition's log. A new directory is made durable in
-        the data directory at once unless ``sync_data_dir`` is false, for a caller that fsyncs
-        the data directory itself after creating many (one fsync, not one per partition)."""
+        """Open a partition's log, creating its directory and partition.metadata if missing
+        (``sync_data_dir=False``: the caller fsyncs the data directory afterwards)."""
         directory = self.partition_dir(info.name, partition)
         metadata = directory / PARTITION_METADATA
         expected = f"version: 0\ntopic_id: {uuid_to_kafka(info.topic_id)}"
@@ -431,21 +433,7 @@ class LogManager:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         opened: dict[TopicPartition, Log] = {}
         try:
-            for partition in range(partitions):
-                opened[(name, partition)] = self._open_log(
-                    info,
-                    partition,
-                    config=config,
-                    recovery_point=0,
-                    log_start_offset=0,
-                    clean=True,
-                    now_ms=now,
-                    sync_data_dir=False,
-                )
-            # The new directories become durable together, before kpy-topics.json names them:
-            # one fsync for the topic rather than one per partition (1,000 partitions spent
-            # about a third of their creation time in these).
-            fsync_dir(self.data_dir)
+            self._open_new_logs(info, range(partitions), config, now, opened)
             self._write_topics_file({**self._topics, name: info})
         except BaseException:  # not created: remove the directories made so far
             with ExitStack() as stack:
@@ -483,12 +471,52 @@ class LogManager:
         self._add_topic(grown)
         self._write_topics_file()
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        for partition in range(info.partitions, total):
-            opened = self._open_log(
-                grown, partition, recovery_point=0, log_start_offset=0, clean=True, now_ms=now
-            )
-            self._logs = {**self._logs, (name, partition): opened}
+        opened: dict[TopicPartition, Log] = {}
+        try:
+            self._open_new_logs(grown, range(info.partitions, total), None, now, opened)
+        finally:  # the ones that opened are served even if another failed, as before
+            self._logs = {**self._logs, **opened}
         return grown
+
+    def _open_new_logs(
+        self,
+        info: TopicInfo,
+        partitions: Iterable[int],
+        config: LogConfig | None,
+        now_ms: int,
+        opened: dict[TopicPartition, Log],
+    ) -> None:
+        """Open (creating) the logs of new partitions into ``opened``, then fsync the data
+        directory once, which holds the entries of all their directories.
+
+        Each new partition costs two fsyncs of its own (partition.metadata, its directory); for
+        a topic of many partitions (``__consumer_offsets`` has 50, created at a broker's first
+        start) they run on a few threads, so that the file system commits them together rather
+        than one after another. Returns (or raises the first error) only once every partition
+        is done, so ``opened`` then holds every log that opened."""
+        wanted = list(partitions)
+
+        def open_one(partition: int) -> None:
+            opened[(info.name, partition)] = self._open_log(
+                info,
+                partition,
+                config=config,
+                recovery_point=0,
+                log_start_offset=0,
+                clean=True,
+                now_ms=now_ms,
+                sync_data_dir=False,
+            )
+
+        if len(wanted) == 1:
+            open_one(wanted[0])
+        else:
+            with ThreadPoolExecutor(min(CREATE_THREADS, len(wanted))) as pool:
+                futures = [pool.submit(open_one, partition) for partition in wanted]
+            for future in futures:
+                future.result()  # the first error, once all are done
+        if wanted:
+            fsync_dir(self.data_dir)
 
     def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo:
         """Replace a topic's overrides (AlterConfigs); open logs pick up the new config."""

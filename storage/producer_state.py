@@ -54,8 +54,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import crc32c
-
+from kpy.protocol.crc import crc32c
 from kpy.protocol.records import NO_PRODUCER_EPOCH, NO_SEQUENCE, BatchHeader, InvalidRecordBatch
 from kpy.storage.errors import (
     CorruptSnapshot,
@@ -322,7 +321,7 @@ def encode_snapshot(entries: Iterable[ProducerStateEntry]) -> bytes:
         )
         count += 1
     tail = struct.pack(">i", count) + bytes(body)
-    return struct.pack(">hI", SNAPSHOT_VERSION, crc32c.crc32c(tail)) + tail
+    return struct.pack(">hI", SNAPSHOT_VERSION, crc32c(tail)) + tail
 
 
 def decode_snapshot(data: bytes) -> list[ProducerStateEntry]:
@@ -333,7 +332,7 @@ def decode_snapshot(data: bytes) -> list[ProducerStateEntry]:
         raise CorruptSnapshot(f"unknown snapshot version {version}")
     if count < 0 or len(data) != _SNAPSHOT_HEADER.size + count * _SNAPSHOT_ENTRY.size:
         raise CorruptSnapshot("snapshot length does not match its entry count")
-    if crc32c.crc32c(data[_CRC_START:]) != crc:
+    if crc32c(data[_CRC_START:]) != crc:
         raise CorruptSnapshot("snapshot CRC-32C mismatch")
     entries = []
     for pid, epoch, last_seq, last_offset, delta, ts, coord, txn in _SNAPSHOT_ENTRY.iter_unpack(

@@ -44,6 +44,21 @@ _SCAN_CHUNK = 64 * 1024
 _RECOVER_CHUNK = 1024 * 1024
 
 
+def _whole_batches(data: bytes) -> tuple[int, int]:
+    """(end of the last whole batch, its position or -1) in ``data``, which starts at a batch:
+    the batches are stepped over by their length fields alone (a fetch reads dozens)."""
+    pos = 0
+    last = -1
+    end = len(data)
+    while end - pos >= HEADER_SIZE:
+        length = batch_size_at(data, pos)
+        if length < HEADER_SIZE or pos + length > end:
+            break
+        last = pos
+        pos += length
+    return (pos if last >= 0 else 0), last
+
+
 def offset_file_name(offset: int) -> str:
     """Kafka's file name stem: the offset zero-padded to 20 digits."""
     return f"{offset:020d}"
@@ -567,13 +582,14 @@ class LogSegment:
     ) -> tuple[bytes, int] | None:
         """As ``read``, also returning the offset after the last batch returned."""
         result = self._read_span(start_offset, max_bytes, max_position, min_one)
-        return None if result is None else result[:2]
+        return None if result is None else (bytes(result[0]), result[1])
 
     def _read_span(
         self, start_offset: int, max_bytes: int, max_position: int | None, min_one: bool
-    ) -> tuple[bytes, int, bool] | None:
+    ) -> tuple[bytes | memoryview, int, bool] | None:
         """As ``read_with_next_offset``, also saying whether the bytes returned reach the end of
-        the segment (the size read at the start), i.e. no later batch of it was left out."""
+        the segment (the size read at the start), i.e. no later batch of it was left out. The
+        bytes are a view of what was read when a batch at its end did not fit (no copy)."""
         if max_bytes < 0:
             raise ValueError(f"invalid max_bytes {max_bytes}")
         size = self._size if max_position is None else min(max_position, self._size)
@@ -586,16 +602,14 @@ class LogSegment:
         if limit < first.size:
             return b"", start_offset, False
         data = os.pread(self._fd, limit, position)
-        end = 0
-        next_offset = start_offset
-        for pos, header in iter_headers(data):
-            end = pos + header.size
-            next_offset = header.next_offset
-        return (data if end == len(data) else data[:end]), next_offset, position + end >= size
+        end, last = _whole_batches(data)
+        next_offset = start_offset if last < 0 else read_header(data, last).next_offset
+        whole = data if end == len(data) else memoryview(data)[:end]
+        return whole, next_offset, position + end >= size
 
     def read_to_end(
         self, start_offset: int, max_bytes: int, *, min_one: bool = False
-    ) -> tuple[bytes, int, bool] | None:
+    ) -> tuple[bytes | memoryview, int, bool] | None:
         """As ``read_with_next_offset``, plus whether the bytes returned end at the segment's
         end (so a reader may go on into the next segment)."""
         return self._read_span(start_offset, max_bytes, None, min_one)

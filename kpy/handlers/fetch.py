@@ -34,7 +34,8 @@ from kio.schema.errors import ErrorCode
 from kpy import down_conversion
 from kpy.handlers.registry import error_response, handles
 from kpy.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET, check_current, end_offset_for
-from kpy.protocol.messages import make, response_module
+from kpy.protocol.hot_responses import FetchPartition, encode_fetch
+from kpy.protocol.messages import EncodedBody
 from kpy.storage import errors as se
 from kpy.storage.log import Log
 
@@ -45,21 +46,16 @@ KEY = 1
 READ_COMMITTED = 1
 # Reads above this size go to a worker thread so the event loop never waits on the disk.
 INLINE_READ_LIMIT = 1 << 20
+# A partition's records as read: a view where the read was cut short of a batch (not copied).
+Records = bytes | memoryview
 
 
 @handles(KEY, "Fetch", 0, 16)
-async def handle(ctx: RequestContext, request: Any) -> Any:
+async def handle(ctx: RequestContext, request: Any) -> EncodedBody:
     broker = ctx.broker
-    mod = response_module(KEY, ctx.version)
     if getattr(request, "session_epoch", -1) > 0:
         # An incremental fetch names a session; kpy never creates one (FetchSession.newContext).
-        return make(
-            mod.FetchResponse,
-            throttle_time=0,
-            error_code=ErrorCode.fetch_session_id_not_found,
-            session_id=0,
-            responses=(),
-        )
+        return encode_fetch(ctx.version, ErrorCode.fetch_session_id_not_found.value, ())
     by_id = ctx.version >= 13
     # Resolve topics once: (response key, topic name or None, partitions)
     wanted: list[tuple[Any, str | None, Any]] = []
@@ -84,7 +80,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         event = anyio.Event()
         broker.waiters.register(keys, event)
         try:
-            total, answer_now, responses = await _read_all(ctx, mod, request, wanted, by_id)
+            total, answer_now, responses = await _read_all(ctx, request, wanted)
             remaining = deadline - anyio.current_time()
             if total >= request.min_bytes or answer_now or not keys or remaining <= 0:
                 break
@@ -92,59 +88,45 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 await event.wait()
         finally:
             broker.waiters.unregister(keys, event)
-    return make(
-        mod.FetchResponse,
-        throttle_time=0,
-        error_code=ErrorCode.none,
-        session_id=0,
-        responses=tuple(responses),
-    )
+    return encode_fetch(ctx.version, ErrorCode.none.value, responses)
 
 
 @error_response(KEY)
-def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
-    mod = response_module(KEY, ctx.version)
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> EncodedBody:
     read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
     by_id = ctx.version >= 13
     responses = []
     for topic in request.topics:
-        partitions = tuple(
-            _partition(mod, p.partition, error, -1, -1, -1, read_committed, b"")
+        partitions = [
+            _partition(p.partition, error, -1, -1, -1, read_committed, b"")
             for p in topic.partitions
-        )
-        key = {"topic_id": topic.topic_id} if by_id else {"topic": topic.topic}
-        responses.append(make(mod.FetchableTopicResponse, partitions=partitions, **key))
-    return make(
-        mod.FetchResponse,
-        throttle_time=0,
-        error_code=error,
-        session_id=0,
-        responses=tuple(responses),
-    )
+        ]
+        responses.append((topic.topic_id if by_id else topic.topic, partitions))
+    return encode_fetch(ctx.version, error.value, responses)
+
+
+Topics = list[tuple[Any, list[FetchPartition]]]  # (name, or topic id from v13, partitions)
 
 
 async def _read_all(
-    ctx: RequestContext,
-    mod: Any,
-    request: Any,
-    wanted: list[tuple[Any, str | None, Any]],
-    by_id: bool,
-) -> tuple[int, bool, list[Any]]:
+    ctx: RequestContext, request: Any, wanted: list[tuple[Any, str | None, Any]]
+) -> tuple[int, bool, Topics]:
     """(bytes read, whether to answer at once (an error or a diverging epoch), the topics)."""
     broker = ctx.broker
+    by_id = ctx.version >= 13
     remaining = getattr(request, "max_bytes", 0x7FFFFFFF)  # v3+
     min_one = True
     total = 0
     answer_now = False
     read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED  # v4+
-    responses = []
+    responses: Topics = []
     for key, name, partitions in wanted:
-        out = []
+        out: list[FetchPartition] = []
         for p in partitions:
             log = broker.logs.get_log(name, p.partition) if name else None
             error = ErrorCode.none
             diverging: tuple[int, int] | None = None
-            data = b""
+            data: Records = b""
             if log is None:
                 error = (
                     ErrorCode.unknown_topic_id
@@ -162,22 +144,11 @@ async def _read_all(
                     error, data = await _read_partition(log, p.fetch_offset, limit, min_one)
                     if data and down_conversion.needs_conversion(ctx.version):
                         error, data = await down_conversion.down_convert(
-                            data, ctx.version, p.fetch_offset, limit
+                            bytes(data), ctx.version, p.fetch_offset, limit
                         )
             if error is not ErrorCode.none or log is None:
                 answer_now = True
-                out.append(
-                    _partition(
-                        mod,
-                        p.partition,
-                        error,
-                        -1,
-                        -1,
-                        -1,
-                        read_committed,
-                        b"",
-                    )
-                )
+                out.append(_partition(p.partition, error, -1, -1, -1, read_committed, b""))
                 continue
             if diverging is not None:
                 answer_now = True
@@ -188,7 +159,6 @@ async def _read_all(
             hw = log.log_end_offset
             out.append(
                 _partition(
-                    mod,
                     p.partition,
                     error,
                     hw,
@@ -199,10 +169,7 @@ async def _read_all(
                     diverging=diverging,
                 )
             )
-        if by_id:
-            responses.append(make(mod.FetchableTopicResponse, topic_id=key, partitions=tuple(out)))
-        else:
-            responses.append(make(mod.FetchableTopicResponse, topic=key, partitions=tuple(out)))
+        responses.append((key, out))
     return total, answer_now, responses
 
 
@@ -227,7 +194,7 @@ def _check_epochs(p: Any, log: Log) -> tuple[ErrorCode, tuple[int, int] | None]:
 
 async def _read_partition(
     log: Log, offset: int, limit: int, min_one: bool
-) -> tuple[ErrorCode, bytes]:
+) -> tuple[ErrorCode, Records]:
     if not log.log_start_offset <= offset <= log.log_end_offset:
         return ErrorCode.offset_out_of_range, b""
     if offset == log.log_end_offset or (limit <= 0 and not min_one):
@@ -242,40 +209,29 @@ async def _read_partition(
         return ErrorCode.kafka_storage_error, b""
 
 
-async def _read(log: Log, offset: int, limit: int, min_one: bool) -> bytes:
+async def _read(log: Log, offset: int, limit: int, min_one: bool) -> Records:
     if limit > INLINE_READ_LIMIT:
-        return await anyio.to_thread.run_sync(
-            functools.partial(log.read, offset, limit, min_one=min_one)
+        parts = await anyio.to_thread.run_sync(
+            functools.partial(log.read_buffers, offset, limit, min_one=min_one)
         )
-    return log.read(offset, limit, min_one=min_one)
+    else:
+        parts = log.read_buffers(offset, limit, min_one=min_one)
+    # One segment's bytes go out as they were read; several (rare) are joined.
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _partition(
-    mod: Any,
     index: int,
     error: ErrorCode,
     hw: int,
     lso: int,
     log_start: int,
     read_committed: bool,
-    records: bytes,
+    records: Records,
     *,
     diverging: tuple[int, int] | None = None,
-) -> Any:
-    extra: dict[str, Any] = {}
-    if diverging is not None:
-        extra["diverging_epoch"] = make(
-            mod.EpochEndOffset, epoch=diverging[0], end_offset=diverging[1]
-        )
-    return make(
-        mod.PartitionData,
-        partition_index=index,
-        error_code=error,
-        high_watermark=hw,
-        last_stable_offset=lso,
-        log_start_offset=log_start,
-        aborted_transactions=() if read_committed else None,
-        preferred_read_replica=-1,
-        records=records,
-        **extra,
+) -> FetchPartition:
+    # aborted_transactions: an empty list for read_committed (none: no transactions), else null.
+    return FetchPartition(
+        index, error.value, hw, lso, log_start, records, read_committed, diverging
     )

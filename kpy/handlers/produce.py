@@ -34,7 +34,6 @@ partition takes writes again once there is room).
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import time
@@ -50,7 +49,8 @@ from kpy.protocol import compression
 from kpy.protocol import legacy_records as lr
 from kpy.protocol import records as rb
 from kpy.protocol.compression import ZSTD
-from kpy.protocol.messages import make, response_module
+from kpy.protocol.hot_responses import ProducePartition, encode_produce
+from kpy.protocol.messages import EncodedBody
 from kpy.storage import errors as se
 from kpy.storage.log import Log
 from kpy.topics import is_internal
@@ -67,7 +67,7 @@ Outcome = tuple[ErrorCode, Any, "str | None"]
 
 
 @handles(KEY, "Produce", 0, 11)
-async def handle(ctx: RequestContext, request: Any) -> Any:
+async def handle(ctx: RequestContext, request: Any) -> EncodedBody | None:
     now_ms = int(time.time() * 1000)
     outcomes = [
         await _append(ctx, topic.name, part.index, part.records, request.acks, now_ms)
@@ -111,7 +111,7 @@ async def _make_durable(
 
 
 @error_response(KEY)
-def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> EncodedBody | None:
     # None for acks=0: the connection closes, as Kafka does.
     return _respond(ctx, request, lambda topic, part: (error, None, None))
 
@@ -120,8 +120,7 @@ def _respond(
     ctx: RequestContext,
     request: Any,
     append: Callable[[str, Any], Outcome],
-) -> Any:
-    mod = response_module(KEY, ctx.version)
+) -> EncodedBody | None:
     acks = request.acks
     topics = []
     failed: list[str] = []
@@ -131,15 +130,13 @@ def _respond(
             error, result, message = append(topic.name, part)
             if error is not ErrorCode.none:
                 failed.append(f"{topic.name}-{part.index}: {error.name}")
-            partitions.append(_partition_response(mod, part.index, error, result, message))
-        topics.append(
-            make(mod.TopicProduceResponse, name=topic.name, partition_responses=tuple(partitions))
-        )
+            partitions.append(_partition_response(part.index, error, result, message))
+        topics.append((topic.name, partitions))
     if acks == 0:
         if failed:
             raise CloseConnection("acks=0 produce failed: " + ", ".join(failed))
         return None
-    return make(mod.ProduceResponse, responses=tuple(topics), throttle_time=0)
+    return encode_produce(ctx.version, topics)
 
 
 async def _append(
@@ -320,37 +317,17 @@ async def _run(size: int, fn: Callable[..., T], *args: Any) -> T:
 
 
 def _partition_response(
-    mod: Any, index: int, error: ErrorCode, result: Any, message: str | None
-) -> Any:
+    index: int, error: ErrorCode, result: Any, message: str | None
+) -> ProducePartition:
     if result is None or isinstance(result, RecordErrors):
-        record_errors = ()
-        if isinstance(result, RecordErrors) and hasattr(mod, "BatchIndexAndErrorMessage"):
-            record_errors = tuple(
-                mod.BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m)
-                for i, m in result.errors
-            )
-        return make(
-            mod.PartitionProduceResponse,
-            index=index,
-            error_code=error,
-            base_offset=-1,
-            log_append_time=None,
-            log_start_offset=-1,
-            record_errors=record_errors,
-            error_message=message,
+        record_errors = result.errors if isinstance(result, RecordErrors) else ()
+        return ProducePartition(
+            index, error.value, record_errors=record_errors, error_message=message
         )
-    append_time = None
-    if result.log_append_time_ms >= 0:
-        append_time = datetime.datetime.fromtimestamp(
-            result.log_append_time_ms / 1000, tz=datetime.UTC
-        )
-    return make(
-        mod.PartitionProduceResponse,
-        index=index,
-        error_code=ErrorCode.none,
+    return ProducePartition(
+        index,
+        ErrorCode.none.value,
         base_offset=result.base_offset,
-        log_append_time=append_time,
+        log_append_time_ms=result.log_append_time_ms,
         log_start_offset=result.log_start_offset,
-        record_errors=(),
-        error_message=None,
     )
