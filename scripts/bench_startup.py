@@ -47,7 +47,8 @@ def _rss_mb(pid: int) -> float:
 
 def once(env: dict[str, str]) -> tuple[float, float, float, float, float]:
     port = _free_port()
-    data = tempfile.mkdtemp(prefix="kpy-startup-")
+    scratch = tempfile.mkdtemp(prefix="kpy-startup-")
+    data = os.path.join(scratch, "data")
     command = [sys.executable, "-m", "kpy", "serve", "--port", str(port), "--data-dir", data]
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -56,6 +57,7 @@ def once(env: dict[str, str]) -> tuple[float, float, float, float, float]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         env=env,
+        cwd=scratch,  # not the repository: ``-m`` puts the working directory first on sys.path
     )
     try:
         while True:

@@ -67,10 +67,14 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as scratch:
+        data = os.path.join(scratch, "data")
         command = [sys.executable, "-m", "kpy", "serve", "--port", str(port), "--data-dir", data]
         proc = subprocess.Popen(
-            [*command, "--log-level", "WARNING"], stdout=subprocess.DEVNULL, start_new_session=True
+            [*command, "--log-level", "WARNING"],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=scratch,  # not the repository: ``-m`` puts the working directory first on sys.path
         )
         try:
             _run(proc.pid, port, produce, per_batch, args)
