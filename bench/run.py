@@ -104,13 +104,17 @@ def discover(only: set[str]) -> list[tuple[str, list[Workload]]]:
     names = [n for n in names if not n.startswith("_")]
     names.sort(key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
     groups = []
+    known = set(names)
     for name in names:
         module = importlib.import_module(f"bench.workloads.{name}")
         found: list[Workload] = list(module.WORKLOADS)
+        known.update(w.name for w in found)
         if only and name not in only:
             found = [w for w in found if w.name in only]
         if found:
             groups.append((name, found))
+    if only - known:
+        log(f"note: no workload or module named {', '.join(sorted(only - known))}")
     return groups
 
 
