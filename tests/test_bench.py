@@ -1,9 +1,10 @@
 """A smoke run of the benchmark (bench/): ``python -m bench --quick --brokers kpy``.
 
 It runs the workloads of issue 6's items 1-4 (modules produce, consume, latency, startup; the
-scale workloads have their own smoke test, tests/test_bench_scale.py) at the quick sizes against a real kpy, with the
-stock Kafka perf tools and confluent-kafka, and checks that each row was measured and the three
-result files were written. It asserts nothing about speed: the benchmark judges nothing.
+scale workloads have their own smoke test, tests/test_bench_scale.py) at the quick sizes against
+a real kpy, with the stock Kafka perf tools and confluent-kafka, and checks that each row was
+measured and the three result files were written. It asserts nothing about speed: the benchmark
+judges nothing.
 """
 
 from __future__ import annotations
