@@ -9,6 +9,7 @@ from pathlib import Path
 import crc32c
 import pytest
 import zstandard
+from clients.workload import BASE_TS
 from kio.schema.errors import ErrorCode
 from kpy_process import KpyProcess
 from legacy_requests import produce as produce_v
@@ -28,7 +29,7 @@ def stored(
     return [(h, rb.decode_records(data[pos : pos + h.size])) for pos, h in rb.iter_headers(data)]
 
 
-def messages(n: int, start_ts: int = 1_600_000_000_000) -> list[tuple[int, int, bytes, bytes]]:
+def messages(n: int, start_ts: int = BASE_TS) -> list[tuple[int, int, bytes, bytes]]:
     return [(i, start_ts + i, b"key%d" % i, b"value%d" % i) for i in range(n)]
 
 

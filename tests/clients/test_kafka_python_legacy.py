@@ -17,10 +17,11 @@ from kpy_process import KpyProcess  # noqa: E402
 from rawclient import RawClient  # noqa: E402
 from requests_v import create_topic  # noqa: E402
 
+from clients.workload import BASE_TS  # noqa: E402
+
 pytestmark = pytest.mark.clients
 
 COUNT = 1_000
-BASE_TS = 1_700_000_000_000
 GUARD_S = 60  # hang guard for client loops, not a check
 
 

@@ -24,11 +24,12 @@ from pykafka.producer import Producer  # noqa: E402
 from rawclient import RawClient  # noqa: E402
 from requests_v import create_topic  # noqa: E402
 
+from clients.workload import BASE_TS  # noqa: E402
+
 pytestmark = pytest.mark.clients
 
 COUNT = 10_000
 PARTITIONS = 2
-BASE_TS = 1_700_000_000_000
 CODECS = {
     "none": CompressionType.NONE,
     "gzip": CompressionType.GZIP,

@@ -20,10 +20,11 @@ from kpy_process import KpyProcess  # noqa: E402
 from pykafka import KafkaClient  # noqa: E402
 from pykafka.common import CompressionType, OffsetType  # noqa: E402
 
+from clients.workload import BASE_TS  # noqa: E402
+
 pytestmark = pytest.mark.clients
 
 COUNT = 300
-BASE_TS = 1_700_000_000_000
 GUARD_S = 60  # hang guard for client loops, not a check
 
 

@@ -4,13 +4,17 @@ values, headers and timestamps, null keys, empty and null values, and a few valu
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
 COUNT = 10_000
 PARTITIONS = 3
 BIG = 1_000_000 - 2_000  # near 1 MB, under every client's default message size limit
-BASE_TS = 1_700_000_000_000
+# Timestamps an hour old, on the whole second. Older data would be gone mid-test: time-based
+# retention (retention.ms, 7 days) deletes whole segments, the active one included, on its first
+# pass log.initial.task.delay.ms (30 s) after start, as Kafka's does.
+BASE_TS = (int(time.time()) - 3600) * 1000
 
 
 @dataclass(frozen=True)
