@@ -42,6 +42,7 @@ from bench.core import (
     Measurement,
     Scale,
     Workload,
+    compile_kpy,
     kafka_libs,
     new_workdir,
 )
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if not groups:
         log(f"error: no workload matches --only {','.join(sorted(args.only))}")
         return 2
+    if "kpy" in classes:
+        compile_kpy()
     root = new_workdir("kpy-bench-")
     run = Run(scale, root)
     date = datetime.now(UTC).isoformat(timespec="seconds")
