@@ -27,7 +27,7 @@ from kpy import configs
 from kpy.config import BrokerConfig, Listener
 from kpy.coordinator.consumer_group import ConsumerGroupCoordinator
 from kpy.coordinator.group import GroupCoordinator
-from kpy.coordinator.offsets import OffsetStore
+from kpy.coordinator.offsets import OFFSETS_TOPIC, OffsetStore
 from kpy.file_deleter import FileDeleter
 from kpy.group_commit import GroupCommit
 from kpy.handlers.registry import REGISTRY, CloseConnection
@@ -160,6 +160,7 @@ class Broker:
             config.get_int("offsets.topic.num.partitions"),
             segment_bytes=config.get_int("offsets.topic.segment.bytes"),
             leader_epoch=LEADER_EPOCH,
+            create=False,  # made when a group first needs it, as Kafka does
         )
         self.groups = GroupCoordinator(
             min_session_timeout_ms=config.get_int("group.min.session.timeout.ms"),
@@ -267,6 +268,20 @@ class Broker:
             )
         log.info("created topic %s with %d partition(s)", name, partitions)
         return CreateResult(ErrorCode.none, None, info)
+
+    async def ensure_offsets_topic(self) -> bool:
+        """Create ``__consumer_offsets`` if it is not there yet (Kafka creates it on the first
+        FindCoordinator for a group); False when that failed (the caller answers
+        COORDINATOR_NOT_AVAILABLE, as Kafka does until the topic is ready)."""
+        if self.offsets.topic_exists:
+            return True
+        async with self.admin_lock:
+            try:
+                await anyio.to_thread.run_sync(self.offsets.create_topic)
+            except (OSError, se.StorageError):
+                log.exception("could not create %s", OFFSETS_TOPIC)
+                return False
+        return True
 
     async def delete_topic(self, name: str) -> bool:
         """Delete a topic; False when it is not there (another request deleted it first).

@@ -149,6 +149,13 @@ def init_producer_id(client: RawClient) -> tuple[int, int]:
     return resp.producer_id, resp.producer_epoch
 
 
+def find_group_coordinator(client: RawClient, group: str = "g") -> Any:
+    """FindCoordinator v3 for a group: the first one makes kpy (and Kafka) create
+    __consumer_offsets."""
+    m = _req("find_coordinator", 3)
+    return client.request(m.FindCoordinatorRequest(key=group, key_type=i8(0)))
+
+
 def _req(api: str, version: int) -> Any:
     """kio's request module of one API version (for the helpers that take a version)."""
     return importlib.import_module(f"kio.schema.{api}.v{version}.request")

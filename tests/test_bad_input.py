@@ -14,7 +14,7 @@ from kio.schema.produce.v9 import request as pr
 from kio.static.primitive import i16, i32
 from kpy_process import KpyProcess
 from rawclient import RawClient
-from requests_v import metadata, produce, produce_result
+from requests_v import find_group_coordinator, metadata, produce, produce_result
 
 from kpy.protocol import records as rb
 
@@ -173,6 +173,11 @@ def test_produce_to_invalid_topic_name(broker: KpyProcess) -> None:
 def test_produce_to_an_internal_topic_is_refused(broker: KpyProcess) -> None:
     batch = rb.build_batch([(b"k", b"v")])
     with RawClient(broker.bootstrap) as c:
+        # Not there until a group needs it (as in Kafka): unknown, like any missing topic.
+        assert partition_error(produce(c, "__consumer_offsets", batch)) == (
+            ErrorCode.unknown_topic_or_partition
+        )
+        assert find_group_coordinator(c).error_code == ErrorCode.none
         assert partition_error(produce(c, "__consumer_offsets", batch)) == (
             ErrorCode.invalid_topic_exception
         )

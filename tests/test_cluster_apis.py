@@ -14,6 +14,7 @@ from requests_v import (
     describe_log_dirs,
     describe_topic_partitions,
     elect_leaders,
+    find_group_coordinator,
     list_partition_reassignments,
     metadata,
     produce,
@@ -76,6 +77,7 @@ def partitions_of(topic: object) -> list[int]:
 
 def test_describe_topic_partitions_fields(kpy: KpyProcess) -> None:
     with RawClient(kpy.bootstrap) as c:
+        find_group_coordinator(c)  # a group's lookup makes __consumer_offsets
         ids = {name: create_topic(c, name, n).topic_id for name, n in (("a", 3), ("b", 2))}
         r = describe_topic_partitions(c, ["b", "missing", "a", "bad/name", "a"])
         assert r.next_cursor is None
@@ -114,6 +116,7 @@ def test_describe_topic_partitions_fields(kpy: KpyProcess) -> None:
 
 def test_describe_topic_partitions_pages(kpy: KpyProcess) -> None:
     with RawClient(kpy.bootstrap) as c:
+        find_group_coordinator(c)  # a group's lookup makes __consumer_offsets
         for name, n in (("a", 3), ("b", 2), ("c", 1)):
             create_topic(c, name, n)
         names = ["a", "b", "c", "missing"]
@@ -174,6 +177,7 @@ def segment_bytes(data_dir: Path, topic: str, partition: int) -> int:
 
 def test_describe_log_dirs(kpy: KpyProcess) -> None:
     with RawClient(kpy.bootstrap) as c:
+        find_group_coordinator(c)  # a group's lookup makes __consumer_offsets
         create_topic(c, "sized", 2)
         for i in range(3):
             batch = build_batch([(b"k", b"v" * (100 * (i + 1)))])
@@ -219,6 +223,7 @@ def test_list_partition_reassignments(kpy: KpyProcess) -> None:
 def test_elect_leaders(kpy: KpyProcess) -> None:
     not_needed = "Leader election not needed for topic partition."
     with RawClient(kpy.bootstrap) as c:
+        find_group_coordinator(c)  # a group's lookup makes __consumer_offsets
         create_topic(c, "elect", 2)
         for election_type in (0, 1):  # preferred, unclean
             r = elect_leaders(c, {"elect": [0, 1, 7], "missing": [0]}, election_type=election_type)

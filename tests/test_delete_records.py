@@ -17,7 +17,7 @@ from kio.serial import entity_reader
 from kio.static.primitive import i32, i64
 from kpy_process import KpyProcess
 from rawclient import RawClient
-from requests_v import create_topic, fetch, list_offsets, produce
+from requests_v import create_topic, fetch, find_group_coordinator, list_offsets, produce
 
 from kpy.protocol.records import build_batch
 
@@ -66,6 +66,7 @@ def fetch_one(client: RawClient, topic: str, offset: int) -> Any:
 @pytest.mark.parametrize("version", [0, 1, 2])
 def test_errors_and_low_watermarks(kpy: KpyProcess, version: int) -> None:
     with RawClient(kpy.bootstrap) as c:
+        assert find_group_coordinator(c).error_code == ErrorCode.none  # makes __consumer_offsets
         assert create_topic(c, "t", 2).error_code == ErrorCode.none
         assert create_topic(c, "compacted", 1, cleanup_policy="compact").error_code == 0
         assert create_topic(c, "both", 1, cleanup_policy="compact,delete").error_code == 0

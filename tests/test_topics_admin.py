@@ -12,7 +12,7 @@ from kio.schema.metadata.v12 import request as md
 from kio.serial import entity_writer
 from kpy_process import KpyProcess
 from rawclient import RawClient
-from requests_v import create_topic, fetch, list_offsets, metadata
+from requests_v import create_topic, fetch, find_group_coordinator, list_offsets, metadata
 
 
 def create(c: RawClient, *topics: ct.CreatableTopic, validate_only: bool = False) -> list:
@@ -71,7 +71,17 @@ def test_create_topics_checks(kpy: KpyProcess) -> None:
                 include_topic_authorized_operations=False,
             )
         )
-        # All topics, the group coordinator's internal one included, as Kafka lists them.
+        # No internal topic before a group needs one (as in Kafka); then it is listed too.
+        names = {t.name: t.is_internal for t in everything.topics}
+        assert names == {"a.b": False, "single": False}
+        assert find_group_coordinator(c).error_code == ErrorCode.none
+        everything = c.request(
+            md.MetadataRequest(
+                topics=None,
+                allow_auto_topic_creation=False,
+                include_topic_authorized_operations=False,
+            )
+        )
         names = {t.name: t.is_internal for t in everything.topics}
         assert names == {"a.b": False, "single": False, "__consumer_offsets": True}
 

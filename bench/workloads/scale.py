@@ -2,7 +2,8 @@
 
 Each workload runs against kpy and against Apache Kafka; sizes come from Scale (1,000 partitions,
 200 connections, 20 members at full size; 50, 20 and 4 with --quick). Every figure is taken
-``Scale.repeats`` times and the median reported; the runs are in the detail.
+``Scale.repeats`` times (the group's ``Scale.group_runs``, 7) and the median reported; the runs
+are in the detail.
 
 - **Many partitions, small batches.** The time to create a topic of ``Scale.partitions``
   partitions (from CreateTopics sent until Metadata shows every partition with a leader, which
@@ -369,7 +370,7 @@ def consumer_group(ctx: Context) -> list[Measurement]:
 def _group_runs(
     ctx: Context, topic: str, members: int, records: int
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Fill the topic (not timed), then ``Scale.repeats`` fresh groups read it all."""
+    """Fill the topic (not timed), then ``Scale.group_runs`` fresh groups read it all."""
     run_program(
         "produce_spread",
         bootstrap=ctx.bootstrap,
@@ -380,7 +381,7 @@ def _group_runs(
     )
     delay = broker_config(ctx.bootstrap, "group.initial.rebalance.delay.ms")
     runs: list[dict[str, Any]] = []
-    for i in range(ctx.scale.repeats):
+    for i in range(ctx.scale.group_runs):
         result = run_program(
             "group_consume",
             bootstrap=ctx.bootstrap,

@@ -34,8 +34,14 @@ transactions yet, so none of its own).
 Invariants: the map equals the replay of every partition, last record per key winning and a
 tombstone removing; every mutation writes its records before touching the map.
 
-Threads: the event loop thread for everything after ``open``; ``open`` runs once at start.
-Appends are page-cache writes (Log.append), so a commit does not wait on the disk.
+When the topic is made: as in Kafka, not at start but when a group first needs it. The broker
+opens the store with ``create=False`` and calls ``create_topic`` (on a worker thread) on the
+first FindCoordinator for a group and before the first commit; until then the topic is absent
+from Metadata and every partition count comes from the configuration.
+
+Threads: the event loop thread for everything after ``open``; ``open`` runs once at start and
+``create_topic`` on a worker thread (it only publishes the topic, whole, at its end). Appends
+are page-cache writes (Log.append), so a commit does not wait on the disk.
 
 After a crash: the log store recovers the partitions (a torn tail batch is dropped), and
 ``open`` replays what survived. A commit is acknowledged after its append, so what is lost is
@@ -252,12 +258,16 @@ class OffsetStore:
     """Committed offsets by group, durable in ``__consumer_offsets`` (see the module docstring)."""
 
     def __init__(
-        self, logs: LogManager, partitions: int, leader_epoch: int, max_message_bytes: int
+        self,
+        logs: LogManager,
+        partitions: int,
+        leader_epoch: int,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     ) -> None:
         self.logs = logs
         self.partitions = partitions
         self.leader_epoch = leader_epoch
-        self._max_message_bytes = max_message_bytes
+        self._segment_bytes = segment_bytes
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
 
     @classmethod
@@ -269,20 +279,21 @@ class OffsetStore:
         *,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         leader_epoch: int = 0,
+        create: bool = True,
     ) -> OffsetStore:
-        """Create ``__consumer_offsets`` if missing, then replay every partition of it.
+        """Replay every partition of ``__consumer_offsets``; create the topic first when it is
+        missing and ``create`` is true (without it, ``create_topic`` does that later).
 
         An existing topic keeps its partition count, as in Kafka (where the count cannot change
         once the topic exists without moving every group).
         """
         info = logs.topic(OFFSETS_TOPIC)
+        store = cls(logs, partitions, leader_epoch, segment_bytes)
         if info is None:
-            # Below segment.bytes' minimum (tests): kpy's internal.segment.bytes, as for topics.
-            name = "segment.bytes" if segment_bytes >= 1048576 else "internal.segment.bytes"
-            configs = {**OFFSETS_TOPIC_CONFIGS, name: str(segment_bytes)}
-            info = logs.create_topic(OFFSETS_TOPIC, partitions, configs, now_ms=now_ms)
-            log.info("created %s with %d partition(s)", OFFSETS_TOPIC, partitions)
-        elif info.partitions != partitions:
+            if create:
+                store.create_topic(now_ms)
+            return store
+        if info.partitions != partitions:
             log.warning(
                 "%s has %d partition(s), not the configured %d: keeping %d",
                 OFFSETS_TOPIC,
@@ -290,8 +301,7 @@ class OffsetStore:
                 partitions,
                 info.partitions,
             )
-        max_bytes = logs.topic_config(OFFSETS_TOPIC).max_message_bytes
-        store = cls(logs, info.partitions, leader_epoch, max_bytes)
+            store.partitions = info.partitions
         for partition in range(info.partitions):
             store._replay(partition)
         log.info(
@@ -301,6 +311,21 @@ class OffsetStore:
             OFFSETS_TOPIC,
         )
         return store
+
+    @property
+    def topic_exists(self) -> bool:
+        return self.logs.topic(OFFSETS_TOPIC) is not None
+
+    def create_topic(self, now_ms: int | None = None) -> None:
+        """Create ``__consumer_offsets`` (compacted, ``partitions`` partitions) if it is not
+        there. May run on a worker thread; the caller makes sure only one runs at a time."""
+        if self.topic_exists:
+            return
+        # Below segment.bytes' minimum (tests): kpy's internal.segment.bytes, as for topics.
+        name = "segment.bytes" if self._segment_bytes >= 1048576 else "internal.segment.bytes"
+        configs = {**OFFSETS_TOPIC_CONFIGS, name: str(self._segment_bytes)}
+        self.logs.create_topic(OFFSETS_TOPIC, self.partitions, configs, now_ms=now_ms)
+        log.info("created %s with %d partition(s)", OFFSETS_TOPIC, self.partitions)
 
     def _log(self, partition: int) -> Log:
         partition_log = self.logs.get_log(OFFSETS_TOPIC, partition)
@@ -382,19 +407,21 @@ class OffsetStore:
         """
         if not records:
             return
+        partition_log = self._log(partition)
+        max_bytes = partition_log.config.max_message_bytes
         buf = bytearray()
         chunk: list[tuple[bytes | None, bytes | None]] = []
         size = HEADER_SIZE
         for key, value in records:
             record_size = len(key) + len(value or b"") + _RECORD_OVERHEAD
-            if chunk and size + record_size > self._max_message_bytes:
+            if chunk and size + record_size > max_bytes:
                 buf += build_batch(chunk, timestamp=now_ms)
                 chunk, size = [], HEADER_SIZE
             chunk.append((key, value))
             size += record_size
         buf += build_batch(chunk, timestamp=now_ms)
         headers = validate_batches(buf)
-        self._log(partition).append(
+        partition_log.append(
             buf,
             headers,
             now_ms=now_ms,

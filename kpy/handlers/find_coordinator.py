@@ -1,7 +1,9 @@
 """FindCoordinator (key 10), v0-v6.
 
 kpy is the coordinator of every group and every transactional id: the answer is always this
-broker, at the address of the listener the request came in on. v4+ asks for several keys at once.
+broker, at the address of the listener the request came in on. The first lookup of a group
+creates ``__consumer_offsets`` (Broker.ensure_offsets_topic), as Kafka's does; if that fails the
+answer is COORDINATOR_NOT_AVAILABLE. v4+ asks for several keys at once.
 An empty key or an unknown key type is INVALID_REQUEST.
 """
 
@@ -24,11 +26,14 @@ GROUP, TRANSACTION = 0, 1
 @handles(KEY, "FindCoordinator", 0, 6)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     key_type = getattr(request, "key_type", GROUP)
+    keys = request.coordinator_keys if ctx.version >= 4 else (request.key,)
+    # A group's coordinator needs __consumer_offsets: made now if it is not there yet.
+    ready = key_type != GROUP or not any(keys) or await ctx.broker.ensure_offsets_topic()
 
     def answer(key: str) -> ErrorCode:
         if key_type not in (GROUP, TRANSACTION) or not key:
             return ErrorCode.invalid_request
-        return ErrorCode.none
+        return ErrorCode.none if ready else ErrorCode.coordinator_not_available
 
     return _respond(ctx, request, answer)
 

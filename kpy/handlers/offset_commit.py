@@ -71,9 +71,13 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 valid.append((ti, pi))
 
     if valid:
+        # Before the group checks: nothing may change the group between them and the append.
+        ready = await broker.ensure_offsets_topic()
         group_error = (
             ErrorCode.none if ctx.version == 0 else _validate(ctx, offsets, groups, request)
         )
+        if not ready and group_error is ErrorCode.none:
+            group_error = ErrorCode.coordinator_not_available
         to_commit: dict[tuple[str, int], OffsetAndMetadata] = {}
         committing: list[tuple[int, int]] = []
         for ti, pi in valid:

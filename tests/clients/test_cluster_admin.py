@@ -54,6 +54,12 @@ def test_confluent_admin_describes_cluster_and_topics(kpy: KpyProcess) -> None:
     assert [n.id for n in cluster.nodes] == [1]
     assert {op.name for op in cluster.authorized_operations} == CLUSTER_OPERATIONS
 
+    # The internal topic is there once a group needed it (as in Kafka): a consumer's lookup.
+    group_member = Consumer({"bootstrap.servers": kpy.bootstrap, "group.id": "describer"})
+    try:
+        group_member.committed([TopicPartition("described", 0)], timeout=10)
+    finally:
+        group_member.close()
     futures = admin.describe_topics(
         TopicCollection(["described", "__consumer_offsets"]), include_authorized_operations=True
     )

@@ -150,6 +150,18 @@ def test_open_creates_the_compacted_topic(logs: LogManager) -> None:
     assert logs.topic_config(OFFSETS_TOPIC).segment_bytes == 104857600
 
 
+def test_open_without_create_leaves_the_topic_to_the_first_need(logs: LogManager) -> None:
+    store = OffsetStore.open(logs, PARTS, now_ms=T0, create=False)
+    assert logs.topic(OFFSETS_TOPIC) is None and not store.topic_exists
+    assert store.partitions == PARTS and store.fetch("g", None) == {}
+    store.create_topic(T0)
+    info = logs.topic(OFFSETS_TOPIC)
+    assert info is not None and info.partitions == PARTS and store.topic_exists
+    store.create_topic(T0)  # once there, left alone
+    store.commit("g", {("t", 0): oam(3)}, now_ms=T0)
+    assert store.fetch("g", None) == {("t", 0): oam(3)}
+
+
 def test_commit_writes_kafka_records_to_the_groups_partition(logs: LogManager) -> None:
     store = OffsetStore.open(logs, PARTS, now_ms=T0)
     store.commit("g1", {("t", 0): oam(10, 0, "a"), ("t", 1): oam(20)}, now_ms=T0)
@@ -350,10 +362,16 @@ class Harness:
 
     def call(self, mod: ModuleType, request: Any) -> Any:
         version = request.__version__
+
+        async def ensure_offsets_topic() -> bool:  # Broker's, without its lock and thread
+            self.offsets.create_topic()
+            return True
+
         broker = SimpleNamespace(
             logs=self.logs,
             offsets=self.offsets,
             groups=self.groups,
+            ensure_offsets_topic=ensure_offsets_topic,
             config=SimpleNamespace(get_int={"offset.metadata.max.bytes": 4096}.__getitem__),
         )
         header = RequestHeader(request.__api_key__, version, 1, "test", 0)
