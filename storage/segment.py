@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -41,6 +42,10 @@ SWAP_SUFFIX = ".swap"
 _I = TypeVar("_I", OffsetIndex, TimeIndex)
 
 _SCAN_CHUNK = 64 * 1024
+# The fields find_batch reads of each batch it passes: baseOffset, batchLength (at 0) and
+# lastOffsetDelta (at 23: after partitionLeaderEpoch, magic, crc and attributes).
+_OFFSET_AND_LENGTH = struct.Struct(">qi")
+_LAST_OFFSET_DELTA = struct.Struct(">i")
 _RECOVER_CHUNK = 1024 * 1024
 
 
@@ -144,6 +149,8 @@ class LogSegment:
         )
         self.needs_recovery = False
         self.retired = False  # renamed to *.deleted: see ``mark_deleted``
+        # (position, header) of the batch appended last, for find_batch; None until an append.
+        self._tail: tuple[int, BatchHeader] | None = None
         # If opening fails half way, nothing else would ever close what was opened so far.
         with ExitStack() as opened:
             self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -322,6 +329,7 @@ class LogSegment:
             self._rolling_timestamp = max(h.max_timestamp for _, h in headers)
         self._bytes_since_last_index_entry = since_entry
         self._next_offset = last.next_offset
+        self._tail = (start + headers[-1][0], last)
         self._size = start + len(batches)
         self._max_timestamp = max_timestamp  # after the size: see the class docstring
 
@@ -366,6 +374,7 @@ class LogSegment:
         truncated = file_size - valid
         if truncated:
             os.ftruncate(self._fd, valid)
+        self._tail = None
         self._size = valid
         self._next_offset = next_offset
         self._max_timestamp = max_timestamp  # after the size: see the class docstring
@@ -545,12 +554,34 @@ class LogSegment:
             pos += header.size
 
     def find_batch(self, offset: int, size: int | None = None) -> tuple[int, BatchHeader] | None:
-        """Position and header of the first batch (below ``size``) with last offset >= offset."""
+        """Position and header of the first batch (below ``size``) with last offset >= offset.
+
+        A consumer at the end of the log asks for the batch appended last: that one is kept
+        (``_tail``). Otherwise the scan starts at the index entry and reads only the base
+        offset, length and last offset delta of the batches it passes."""
         end = self._size if size is None else size
-        _, position = self.offset_index.lookup(offset)
-        for pos, header in self._iter_batches(position, end):
-            if header.last_offset >= offset:
-                return pos, header
+        tail = self._tail
+        if tail is not None:
+            pos, header = tail
+            if header.base_offset <= offset <= header.last_offset and pos + header.size <= end:
+                return tail
+        _, pos = self.offset_index.lookup(offset)
+        buf = b""
+        buf_start = pos
+        while end - pos >= HEADER_SIZE:
+            rel = pos - buf_start
+            if rel + HEADER_SIZE > len(buf):
+                buf = os.pread(self._fd, min(_SCAN_CHUNK, end - pos), pos)
+                buf_start, rel = pos, 0
+                if len(buf) < HEADER_SIZE:
+                    return None
+            base_offset, batch_length = _OFFSET_AND_LENGTH.unpack_from(buf, rel)
+            batch_size = batch_length + LOG_OVERHEAD
+            if batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + batch_size > end:
+                return None
+            if base_offset + _LAST_OFFSET_DELTA.unpack_from(buf, rel + 23)[0] >= offset:
+                return pos, read_header(buf, rel)
+            pos += batch_size
         return None
 
     def read(

@@ -49,6 +49,37 @@ def test_read_starts_at_batch_containing_offset(tmp_path: Path, opened: Opened) 
     assert all_data is not None and offsets_in(all_data)[0] == (100, 102)
 
 
+def test_find_batch_agrees_with_a_full_scan(tmp_path: Path, opened: Opened) -> None:
+    """find_batch (the last batch appended kept aside, a lean scan from the index entry) gives
+    what walking every header gives, for every offset, every size bound, and after a reopen."""
+    counts = [1, 5, 2, 1, 9, 3, 1, 1, 4, 7] * 8
+    seg = opened(open_segment(tmp_path, 10, interval=300))
+    for i in range(0, len(counts), 10):  # several appends, several batches each
+        seg.append(make_batches(10 + sum(counts[:i]), counts[i : i + 10]))
+    end = 10 + sum(counts)
+
+    def reference(offset: int, size: int) -> tuple[int, int] | None:
+        for pos, header in seg.iter_batches(0):
+            if pos + header.size <= size and header.last_offset >= offset:
+                return pos, header.base_offset
+        return None
+
+    sizes = [seg.size, seg.size - 1, seg.size // 2, 0]
+    for offset in range(0, end + 2):
+        for size in sizes:
+            found = seg.find_batch(offset, size)
+            assert (None if found is None else (found[0], found[1].base_offset)) == reference(
+                offset, size
+            ), (offset, size)
+    last = seg.find_batch(end - 1)
+    assert last is not None and last[1].last_offset == end - 1
+    seg.close()
+    again = opened(open_segment(tmp_path, 10, interval=300))  # nothing kept aside: scans
+    for offset in range(0, end):
+        found = again.find_batch(offset)
+        assert found is not None and found[1].base_offset <= max(offset, 10) <= found[1].last_offset
+
+
 def test_read_returns_only_whole_batches_and_min_one(tmp_path: Path, opened: Opened) -> None:
     seg = opened(open_segment(tmp_path))
     batches = make_batches(0, [2, 2, 2])
