@@ -27,9 +27,12 @@ Heartbeats answer REBALANCE_IN_PROGRESS only in PreparingRebalance: in Completin
 member of the new generation may heartbeat before its SyncGroup is answered, and Kafka answers
 NONE there.
 
-Timers (session timeouts, rebalance timeouts, the initial rebalance delay) are checked by
-``run()``, a loop the server starts, every TICK seconds: Kafka's purgatories fire to the
-millisecond, kpy within a tick. Everything here runs on the event loop thread.
+Timers (session timeouts, rebalance timeouts) are checked by ``run()``, a loop the server
+starts, every TICK seconds: Kafka's purgatories fire to the millisecond, kpy within a tick. The
+first rebalance of an empty group ends on its own loop timer, as Kafka's does: after
+group.initial.rebalance.delay.ms, re-armed while new members keep joining, so that members
+starting together (even with a delay of 0) form one generation rather than the first alone and
+the others a heartbeat interval later. Everything here runs on the event loop thread.
 
 Not here yet: persistence of group metadata across broker restarts (members rejoin after a
 restart, with a new generation; committed offsets are durable, see offsets.py), the KIP-848
@@ -38,6 +41,7 @@ consumer protocol, and the administrative APIs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import uuid
@@ -136,7 +140,11 @@ class Group:
     static_members: dict[str, str] = field(default_factory=dict)  # instance id -> member id
     pending_members: dict[str, float] = field(default_factory=dict)  # member id -> deadline
     rebalance_deadline: float = 0.0
-    initial_delay_until: float = 0.0
+    # The first rebalance of an empty group ends on a timer, not when every member known has
+    # joined (Kafka's tryCompleteInitialRebalanceElseSchedule): the timer re-arms while members
+    # keep arriving, so members that start together form one generation.
+    initial_rebalance: bool = False
+    new_member_added: bool = False
 
     def supports(self, protocol_type: str, protocols: list[tuple[str, bytes]]) -> bool:
         """Kafka's check: a first member needs a type and a protocol; later ones the group's
@@ -470,6 +478,8 @@ class GroupCoordinator:
             group.leader_id = member_id
         if group.state != PREPARING:
             self._prepare_rebalance(group, f"member {member_id} joined")
+        elif group.initial_rebalance:
+            group.new_member_added = True
         return member
 
     async def _await_join(self, group: Group, member: Member) -> JoinResult:
@@ -508,16 +518,41 @@ class GroupCoordinator:
         now = anyio.current_time()
         timeout_ms = max((m.rebalance_timeout_ms for m in group.members.values()), default=0)
         group.rebalance_deadline = now + timeout_ms / 1000
-        if group.state == EMPTY and self.initial_rebalance_delay_ms > 0:
-            group.initial_delay_until = now + self.initial_rebalance_delay_ms / 1000
+        if group.state == EMPTY:
+            delay_ms = self.initial_rebalance_delay_ms
+            group.initial_rebalance = True
+            group.new_member_added = False
+            self._initial_rebalance_after(group, delay_ms, max(timeout_ms - delay_ms, 0))
         group.state = PREPARING
         log.info("group %s: preparing to rebalance (%s)", group.group_id, reason)
+
+    def _initial_rebalance_after(self, group: Group, delay_ms: int, remaining_ms: int) -> None:
+        """Arm the initial rebalance's timer: after ``delay_ms``, end the join phase unless a
+        member was added meanwhile and time remains; then wait again (Kafka: delay
+        min(group.initial.rebalance.delay.ms, remaining), remaining less the delay just spent,
+        so with a delay of 0 it ends at the first firing that finds no new member)."""
+
+        def fire() -> None:
+            if self.groups.get(group.group_id) is not group or not group.initial_rebalance:
+                return
+            if group.state != PREPARING:
+                group.initial_rebalance = False
+                return
+            if group.new_member_added and remaining_ms != 0:
+                group.new_member_added = False
+                next_delay = min(self.initial_rebalance_delay_ms, remaining_ms)
+                self._initial_rebalance_after(group, next_delay, max(remaining_ms - delay_ms, 0))
+                return
+            group.initial_rebalance = False
+            self._maybe_complete_join(group, deadline_passed=True)
+
+        asyncio.get_running_loop().call_later(delay_ms / 1000, fire)
 
     def _maybe_complete_join(self, group: Group, *, deadline_passed: bool = False) -> None:
         if group.state != PREPARING:
             return
-        if anyio.current_time() < group.initial_delay_until and not deadline_passed:
-            return
+        if group.initial_rebalance and not deadline_passed:
+            return  # the initial rebalance's timer ends it
         if not deadline_passed and not group.all_members_joined():
             return
         # Dynamic members that did not rejoin in time are dropped; static ones stay.
@@ -526,7 +561,7 @@ class GroupCoordinator:
                 self._remove_member(group, m)
         group.pending_members.clear()
         group.generation_id += 1
-        group.initial_delay_until = 0.0
+        group.initial_rebalance = False
         joined = [m for m in group.members.values() if m.join_waiter is not None]
         if not joined:
             for m in list(group.members.values()):  # static members that did not come back
@@ -753,9 +788,8 @@ class GroupCoordinator:
                     self._member_left(group, member, f"member {member.member_id} expired")
             if group.state != PREPARING:
                 continue
-            deadline_passed = now >= group.rebalance_deadline
-            if deadline_passed or (group.initial_delay_until and now >= group.initial_delay_until):
-                self._maybe_complete_join(group, deadline_passed=deadline_passed)
+            if now >= group.rebalance_deadline:
+                self._maybe_complete_join(group, deadline_passed=True)
 
     # --- Administration ----------------------------------------------------------------------
 
