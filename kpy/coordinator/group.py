@@ -543,8 +543,14 @@ class GroupCoordinator:
                 next_delay = min(self.initial_rebalance_delay_ms, remaining_ms)
                 self._initial_rebalance_after(group, next_delay, max(remaining_ms - delay_ms, 0))
                 return
+            # Then the usual rule. Kafka ends the join phase here outright; kpy also waits for the
+            # members told MEMBER_ID_REQUIRED to come back (at most until their join deadline).
+            # Kafka's timer runs as an event behind the JoinGroups already queued, which lets a
+            # burst of members in; kpy's loop timer fires sooner, so without this wait a group
+            # whose members start together would form with its first member alone and the
+            # others would have to rebalance again (a heartbeat interval, 3 s, once stable).
             group.initial_rebalance = False
-            self._maybe_complete_join(group, deadline_passed=True)
+            self._maybe_complete_join(group)
 
         asyncio.get_running_loop().call_later(delay_ms / 1000, fire)
 
