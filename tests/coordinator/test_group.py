@@ -359,28 +359,33 @@ def test_subscribed_topics_come_from_consumer_protocol_metadata() -> None:
 def test_initial_rebalance_waits_while_members_keep_arriving() -> None:
     """Kafka's initial delay: the first rebalance of an empty group ends on a timer that is
     re-armed (by min(delay, what remains of the rebalance timeout)) whenever a member joined
-    since it was set; members arriving at 0, 80 and 150 ms with a delay of 100 ms all make
-    generation 1, which ends at the first firing that finds no one new."""
+    since it was set. With a delay of 300 ms and members arriving at 0, 200 and 450 ms, the
+    timer fires at 300 (b is new: again), 600 (c is new: again) and 900 ms (no one new: done),
+    so all three make generation 1, and at 750 ms the group is still preparing it."""
 
     async def main() -> None:
-        gc = GroupCoordinator(initial_rebalance_delay_ms=100)
+        gc = GroupCoordinator(initial_rebalance_delay_ms=300)
         results: dict[str, Any] = {}
 
         async def join(member: str) -> None:
             results[member] = await gc.join_group(**join_args(member_id=member))
 
         start = anyio.current_time()
+
+        async def until(at: float) -> None:
+            await anyio.sleep(max(0.0, start + at - anyio.current_time()))
+
         async with anyio.create_task_group() as tg:
             members = []
-            for at in (0.0, 0.08, 0.15):
-                await anyio.sleep(max(0.0, start + at - anyio.current_time()))
+            for at in (0.0, 0.2, 0.45):
+                await until(at)
                 member = await join_known(gc)
                 members.append(member)
                 tg.start_soon(join, member)
-        elapsed = anyio.current_time() - start
+            await until(0.75)
+            assert gc.group_state("g") == PREPARING  # the 600 ms firing found c and waited
         assert {results[m].generation_id for m in members} == {1}
         leader = next(r for r in results.values() if r.members)
         assert sorted(m[0] for m in leader.members) == sorted(members)
-        assert elapsed >= 0.29  # timers at 100, 200 (c came at 150) and 300 ms
 
     anyio.run(main)
