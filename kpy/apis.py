@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import kpy.handlers  # noqa: F401  (registers every handler)
 from kpy.handlers.registry import REGISTRY
 
 NOTES = {

@@ -30,7 +30,7 @@ from kpy.coordinator.group import GroupCoordinator
 from kpy.coordinator.offsets import OFFSETS_TOPIC, OffsetStore
 from kpy.file_deleter import FileDeleter
 from kpy.group_commit import GroupCommit
-from kpy.handlers.registry import REGISTRY, CloseConnection
+from kpy.handlers.registry import REGISTRY, CloseConnection, loaded
 from kpy.leader_epoch import LEADER_EPOCH
 from kpy.producer_ids import ProducerIdManager
 from kpy.protocol.messages import (
@@ -121,8 +121,6 @@ def _load_dynamic_configs(config: BrokerConfig, data_dir: Path) -> None:
 
 class Broker:
     def __init__(self, config: BrokerConfig) -> None:
-        import kpy.handlers  # noqa: F401  (registers every handler)
-
         self.config = config
         self.node_id = config.node_id
         data_dir = config.data_dir
@@ -541,18 +539,19 @@ class Broker:
                 f"{reg.name} v{header.api_version} is not served (v{reg.min_version}-"
                 f"v{reg.max_version})"
             )
+        handler, on_error = loaded(reg)
         request = decode_request(header, frame)
         try:
-            response: Any = await reg.handler(ctx, request)
+            response: Any = await handler(ctx, request)
         except CloseConnection:
             raise
         except Exception as e:
             # A bug or an unforeseen failure: Kafka's handleError answers UNKNOWN_SERVER_ERROR
             # (or closes the connection where the API has no response, as acks=0).
             log.exception("%s v%d from %s failed", reg.name, header.api_version, peer)
-            if reg.error_response is None:
+            if on_error is None:
                 raise CloseConnection(f"{reg.name} failed: {e!r}") from e
-            response = reg.error_response(ctx, request, ErrorCode.unknown_server_error)
+            response = on_error(ctx, request, ErrorCode.unknown_server_error)
             if response is None:
                 raise CloseConnection(f"{reg.name} failed: {e!r}") from e
         if response is None:

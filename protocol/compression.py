@@ -16,17 +16,15 @@ Framings, as Kafka reads and writes them:
   the v0 writer reproduces the wrong one, because clients of that era check for it.
 - gzip and zstd: plain streams.
 
-Everything here is pure (bytes in, bytes out) and may run on a worker thread.
+Everything here is pure (bytes in, bytes out) and may run on a worker thread. The codec
+libraries are imported on first use: a broker whose clients do not compress (or use one codec)
+does not pay 5-8 ms of start-up for the others.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-
-import cramjam
-import lz4.frame
-import zstandard
 
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
 NAMES = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
@@ -64,6 +62,8 @@ def _gunzip(data: bytes, limit: int) -> bytes:
 
 
 def _unsnappy(data: bytes, limit: int) -> bytes:
+    import cramjam
+
     if data.startswith(_XERIAL_MAGIC):
         return _unxerial(data, limit)
     if cramjam.snappy.decompress_raw_len(data) > limit:
@@ -72,6 +72,8 @@ def _unsnappy(data: bytes, limit: int) -> bytes:
 
 
 def _unxerial(data: bytes, limit: int) -> bytes:
+    import cramjam
+
     parts = []
     total = 0
     pos = len(_XERIAL_HEADER)  # magic (8) + version (4) + compatible version (4)
@@ -92,6 +94,8 @@ def _unxerial(data: bytes, limit: int) -> bytes:
 
 
 def _unlz4(data: bytes, limit: int) -> bytes:
+    import lz4.frame
+
     d = lz4.frame.LZ4FrameDecompressor()
     out = d.decompress(data, max_length=limit + 1)
     if len(out) > limit:
@@ -102,6 +106,8 @@ def _unlz4(data: bytes, limit: int) -> bytes:
 
 
 def _unzstd(data: bytes, limit: int) -> bytes:
+    import zstandard
+
     # The input goes in small pieces so that the output is checked against the limit as it
     # grows (a zstd block of a few bytes may expand to 128 KiB); a truncated frame ends
     # without eof.
@@ -152,14 +158,20 @@ def compress(codec: int, data: bytes, *, magic: int = 2) -> bytes:
     if codec == SNAPPY:
         return _xerial(data)
     if codec == LZ4:
+        import lz4.frame
+
         frame = bytes(lz4.frame.compress(data, block_linked=False, store_size=False))
         return _break_lz4_header_checksum(frame) if magic == 0 else frame
     if codec == ZSTD:
+        import zstandard
+
         return bytes(zstandard.ZstdCompressor().compress(data))
     raise ValueError(f"unknown compression codec {codec}")
 
 
 def _xerial(data: bytes) -> bytes:
+    import cramjam
+
     out = bytearray(_XERIAL_HEADER)
     view = memoryview(data)
     for start in range(0, len(data), _XERIAL_BLOCK):

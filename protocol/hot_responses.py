@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from kpy.protocol.messages import EncodedBody
+from kpy.protocol.wire import uvarint
 
 PRODUCE_FLEXIBLE = 9
 FETCH_FLEXIBLE = 12
@@ -62,24 +63,13 @@ class FetchPartition(NamedTuple):
     diverging_epoch: tuple[int, int] | None = None  # (epoch, end offset)
 
 
-def _uvarint(value: int) -> bytes:
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _array_length(n: int, flexible: bool) -> bytes:
-    return _uvarint(n + 1) if flexible else _I32.pack(n)
+    return uvarint(n + 1) if flexible else _I32.pack(n)
 
 
 def _string(value: str, flexible: bool) -> bytes:
     data = value.encode("utf-8")
-    return (_uvarint(len(data) + 1) if flexible else _I16.pack(len(data))) + data
+    return (uvarint(len(data) + 1) if flexible else _I16.pack(len(data))) + data
 
 
 def _nullable_string(value: str | None, flexible: bool) -> bytes:
@@ -167,7 +157,7 @@ def encode_fetch(
             if version >= 11:
                 head += b"\xff\xff\xff\xff"  # preferred_read_replica: none
             size = len(p.records)
-            head += _uvarint(size + 1) if flexible else _I32.pack(size)
+            head += uvarint(size + 1) if flexible else _I32.pack(size)
             if size:
                 parts.append(bytes(head))
                 parts.append(p.records)

@@ -23,7 +23,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
-from kio.serial import entity_reader, entity_writer
+from kio.serial import entity_writer
 from kio.serial._introspect import (
     PrimitiveField,
     PrimitiveTupleField,
@@ -33,7 +33,11 @@ from kio.serial._introspect import (
     is_optional,
 )
 from kio.serial._parse import get_reader
-from kio.serial.readers import compact_array_reader, legacy_array_reader
+from kio.serial.readers import read_compact_array_length, read_legacy_array_length
+
+from kpy.protocol.hot_requests import decode_api_versions, decode_fetch, decode_produce
+from kpy.protocol.wire import ProtocolError as ProtocolError  # re-exported: callers catch it here
+from kpy.protocol.wire import read_uvarint, skip_tagged_fields
 
 API_VERSIONS_KEY = 18
 DEFAULT_MAX_REQUEST_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes
@@ -41,10 +45,6 @@ DEFAULT_MAX_REQUEST_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes
 _SIZE = struct.Struct(">i")
 _SIZE_AND_CORRELATION = struct.Struct(">ii")
 _HEADER_FIXED = struct.Struct(">hhih")  # api_key, api_version, correlation_id, client_id length
-
-
-class ProtocolError(Exception):
-    """The peer broke the protocol; Kafka closes the connection."""
 
 
 class FrameReader:
@@ -118,6 +118,18 @@ def response_type(api_key: int, version: int) -> Any:
         return found
 
 
+# The first flexible version of the APIs on a client's way to its first record, so that their
+# headers are read without importing kio's schema modules (the JSON schemas' flexibleVersions).
+_FLEXIBLE_FROM = {0: 9, 1: 12, 3: 9, 18: 3}
+
+# Requests decoded by hand (hot_requests.py); the rest by kio.
+_HAND_DECODERS: dict[int, Callable[[bytes, int, int], Any]] = {
+    0: decode_produce,
+    1: decode_fetch,
+    18: decode_api_versions,
+}
+
+
 @cache
 def is_flexible(api_key: int, version: int) -> bool:
     """Whether a request version uses the flexible (compact, tagged) encoding.
@@ -125,6 +137,9 @@ def is_flexible(api_key: int, version: int) -> bool:
     For versions above what kio knows (ApiVersions from a newer client) the highest known
     version's answer stands: flexibility never goes away once introduced.
     """
+    first = _FLEXIBLE_FROM.get(api_key)
+    if first is not None:
+        return version >= first
     cls = request_type(api_key, version)
     if cls is None:
         v = version
@@ -134,32 +149,6 @@ def is_flexible(api_key: int, version: int) -> bool:
         if cls is None:
             return False
     return bool(cls.__flexible__)
-
-
-def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        if pos >= len(buf):
-            raise ProtocolError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 28:
-            raise ProtocolError("varint too long")
-
-
-def skip_tagged_fields(buf: bytes, pos: int) -> int:
-    count, pos = _read_uvarint(buf, pos)
-    for _ in range(count):
-        _, pos = _read_uvarint(buf, pos)
-        size, pos = _read_uvarint(buf, pos)
-        pos += size
-        if pos > len(buf):
-            raise ProtocolError("tagged field runs past the frame")
-    return pos
 
 
 def parse_header(frame: bytes) -> RequestHeader:
@@ -184,29 +173,30 @@ Reader = Callable[[bytes, int], tuple[Any, int]]  # (value, bytes consumed), as 
 
 
 @cache
-def _reader(cls: Any) -> Reader:
-    return entity_reader(cls)
-
-
-@cache
 def _writer(cls: Any) -> Callable[[Any, Any], None]:
     return entity_writer(cls)
 
 
-# kio's native reader raises KeyError on a tagged field its schema does not name, where the
-# protocol says an unknown tag must be skipped (a newer client may send tags this broker's schema
-# predates). This reader walks kio's dataclasses instead, with kio's primitive readers, and skips
-# unknown tags; it is slower, so it only runs when the native reader has refused a request.
+# Request bodies that kpy does not decode by hand are read by walking kio's dataclasses with kio's
+# primitive readers, not with kio's native entity reader, for two reasons. The native reader sizes
+# an array's storage by the length the frame claims before reading any element, so one request
+# claiming two billion entries makes it ask for some hundred gigabytes and abort the whole process
+# (a Rust allocation failure is not an exception); here an array may claim no more entries than
+# there are bytes left in the frame, and a shorter frame is a ProtocolError. And it raises
+# KeyError on a tagged field its schema does not name, where the protocol says an unknown tag must
+# be skipped (a newer client may send tags this broker's schema predates); here it is skipped.
+# The walk costs about 20 us for a small request, where the native reader takes 2; the requests a
+# busy broker reads most (Produce, and every client's first, ApiVersions) are decoded by hand.
 
 
 @cache
-def _tolerant_reader(cls: Any) -> Reader:
+def _safe_reader(cls: Any) -> Reader:
     flexible = bool(cls.__flexible__)
     regular: list[tuple[str, Reader]] = []
     tagged: dict[int, tuple[str, Reader]] = {}
     for f in dataclasses.fields(cls):
         tag = get_field_tag(f)
-        reader = _tolerant_field_reader(f, flexible, tag is not None)
+        reader = _safe_field_reader(f, flexible, tag is not None)
         if tag is None:
             regular.append((f.name, reader))
         else:
@@ -219,10 +209,10 @@ def _tolerant_reader(cls: Any) -> Reader:
             values[name], size = field_reader(buf, pos)
             pos += size
         if flexible:
-            count, pos = _read_uvarint(buf, pos)
+            count, pos = read_uvarint(buf, pos)
             for _ in range(count):
-                tag, pos = _read_uvarint(buf, pos)
-                size, pos = _read_uvarint(buf, pos)
+                tag, pos = read_uvarint(buf, pos)
+                size, pos = read_uvarint(buf, pos)
                 known = tagged.get(tag)
                 if known is not None:
                     values[known[0]], _ = known[1](buf, pos)
@@ -232,20 +222,43 @@ def _tolerant_reader(cls: Any) -> Reader:
     return read
 
 
-def _tolerant_field_reader(f: dataclasses.Field[Any], flexible: bool, is_tag: bool) -> Reader:
+def _safe_field_reader(f: dataclasses.Field[Any], flexible: bool, is_tag: bool) -> Reader:
     optional = False if is_tag else is_optional(f)
     kind = classify_field(f)
     inner: Reader
     if isinstance(kind, PrimitiveField | PrimitiveTupleField):
         inner = get_reader(get_schema_field_type(f), flexible, optional and not kind.is_array)
     else:
-        inner = _tolerant_reader(kind.type_)
+        inner = _safe_reader(kind.type_)
         if optional and not kind.is_array:
             inner = _nullable(inner)
     if kind.is_array:
-        array_reader: Any = compact_array_reader if flexible else legacy_array_reader
-        return array_reader(inner)  # type: ignore[no-any-return]
+        return _array(inner, flexible, optional)
     return inner
+
+
+def _array(item: Reader, flexible: bool, nullable: bool) -> Reader:
+    """An array of ``item``s (null: None, where the schema allows it), its claimed length
+    bounded by the bytes left."""
+    read_length = read_compact_array_length if flexible else read_legacy_array_length
+
+    def read(buf: bytes, start: int) -> tuple[Any, int]:
+        count, size = read_length(buf, start)
+        pos = start + size
+        if count is None or count < 0:  # null (compact: None, legacy: -1)
+            if not nullable:
+                raise ProtocolError("null array where the schema has none")
+            return None, size
+        if count > len(buf) - pos:
+            raise ProtocolError(f"array of {count} entries in {len(buf) - pos} bytes")
+        items = []
+        for _ in range(count):
+            value, size = item(buf, pos)
+            items.append(value)
+            pos += size
+        return tuple(items), pos - start
+
+    return read
 
 
 def _nullable(reader: Reader) -> Reader:
@@ -260,17 +273,17 @@ def _nullable(reader: Reader) -> Reader:
 
 def decode_request(header: RequestHeader, frame: bytes) -> Any:
     """Decode the body that follows ``header`` in ``frame``; ProtocolError if it does not parse."""
+    hand = _HAND_DECODERS.get(header.api_key)
+    if hand is not None:
+        return hand(frame, header.size, header.api_version)
     cls = request_type(header.api_key, header.api_version)
     if cls is None:
         raise ProtocolError(f"no schema for api {header.api_key} v{header.api_version}")
     try:
-        try:
-            request, _ = _reader(cls)(frame, header.size)
-        except KeyError as e:
-            if "tagged field" not in str(e):
-                raise
-            request, _ = _tolerant_reader(cls)(frame, header.size)
-    except Exception as e:  # kio raises ValueError, KeyError, IndexError... for bad bytes
+        request, _ = _safe_reader(cls)(frame, header.size)
+    except ProtocolError:
+        raise
+    except Exception as e:  # kio's readers raise BufferUnderflow, ValueError... for bad bytes
         raise ProtocolError(f"request body does not parse: {e!r}") from e
     return request
 

@@ -94,6 +94,43 @@ def test_truncated_body_closes_the_connection(broker: KpyProcess) -> None:
         assert c.is_closed_by_peer()
 
 
+# A compact array length of about 15.9 billion (a five-byte varint). kio's native reader would
+# size the array's storage first and abort the whole process when that allocation fails.
+BILLIONS = bytes([0xF2, 0x9B, 0xB6, 0x8A, 0x3B])
+
+
+@pytest.mark.parametrize(
+    "api_key, version, body",
+    [
+        (3, 12, BILLIONS + b"\x00" * 10),  # Metadata: the topics array
+        (19, 7, BILLIONS + b"\x00" * 10),  # CreateTopics: the topics array
+        (0, 9, b"\x00\xff\xff\x00\x00\x03\xe8" + BILLIONS + b"\x00" * 10),  # Produce: topic_data
+        # CreateTopics: one topic "a", 1 partition, factor 1, then its assignments array
+        (19, 7, b"\x02\x02a\x00\x00\x00\x01\x00\x01" + BILLIONS + b"\x00" * 10),
+    ],
+)
+def test_array_claiming_billions_of_entries_closes_the_connection(
+    broker: KpyProcess, api_key: int, version: int, body: bytes
+) -> None:
+    with RawClient(broker.bootstrap) as c:
+        c.send_bytes(c.frame(api_key, version, body))
+        assert c.is_closed_by_peer()
+    assert broker.proc is not None and broker.proc.poll() is None  # alive; the fixture reads on
+
+
+@pytest.mark.parametrize("name, software_version", [("bad name", "1.0"), ("kcat", "-1"), ("", "1")])
+def test_api_versions_with_invalid_client_software_is_invalid_request(
+    broker: KpyProcess, name: str, software_version: str
+) -> None:
+    """Kafka checks ApiVersions v3+'s client software name and version against its pattern."""
+    with RawClient(broker.bootstrap) as c:
+        resp = c.request(
+            ApiVersionsRequest(client_software_name=name, client_software_version=software_version)
+        )
+        assert resp.error_code == ErrorCode.invalid_request
+        assert resp.api_keys == ()
+
+
 @pytest.mark.parametrize("size", [2**31 - 1, -1, 100 * 1024 * 1024 + 1])
 def test_frame_length_out_of_range_closes_the_connection(broker: KpyProcess, size: int) -> None:
     with RawClient(broker.bootstrap) as c:

@@ -10,6 +10,8 @@ import dataclasses
 import datetime
 import io
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,8 @@ from kio.serial import entity_reader, entity_writer
 
 from kpy.broker import Broker
 from kpy.config import BrokerConfig
-from kpy.handlers.registry import REGISTRY, CloseConnection
-from kpy.protocol.messages import response_type
+from kpy.handlers.registry import APIS, REGISTRY, CloseConnection, loaded
+from kpy.protocol.messages import request_type, response_type
 
 
 @pytest.fixture
@@ -37,6 +39,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 @pytest.fixture
 def failing(request: pytest.FixtureRequest) -> Iterator[None]:
     key: int = request.param
+    loaded(REGISTRY[key])  # its module imported, so that its error responder is registered
     saved = REGISTRY[key]
 
     async def boom(ctx: Any, req: Any) -> Any:
@@ -94,3 +97,36 @@ def test_failed_acks_zero_produce_closes_the_connection(broker: Broker, failing:
     )
     with pytest.raises(CloseConnection):
         anyio.run(broker.dispatch, frame(request), "test")
+
+
+def test_every_api_module_registers_its_handler() -> None:
+    """Each module named in registry.APIS registers the handler of its key when imported, and
+    every version the table serves has a request and a response schema."""
+    for key, name, lo, hi, module in APIS:
+        handler, _ = loaded(REGISTRY[key])
+        assert handler.__module__ == f"kpy.handlers.{module}", name
+        for version in range(lo, hi + 1):
+            assert request_type(key, version) is not None, (name, version)
+            assert response_type(key, version) is not None, (name, version)
+
+
+def test_handler_modules_are_imported_on_first_use(tmp_path: Path) -> None:
+    """Opening a broker imports no handler module; a request imports its API's module only.
+    (A fresh interpreter: this one has imported every handler already.)"""
+    script = f"""
+import struct, sys, anyio
+from kpy.broker import Broker
+from kpy.config import BrokerConfig
+broker = Broker(BrokerConfig.load(None, {{"log.dirs": {str(tmp_path)!r}}}))
+print(sorted(m for m in sys.modules if m.startswith("kpy.handlers.")))
+frame = struct.pack(">hhih", 18, 0, 7, 1) + b"t"  # ApiVersions v0, client id "t"
+anyio.run(broker.dispatch, frame, "test")
+print(sorted(m for m in sys.modules if m.startswith("kpy.handlers.")))
+broker.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    opened, after_request = done.stdout.splitlines()
+    assert opened == "['kpy.handlers.registry']"
+    assert after_request == "['kpy.handlers.api_versions', 'kpy.handlers.registry']"

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 KEY = 33
 
 
-@handles(KEY, "AlterConfigs", 0, 2)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     resources = [
         (

@@ -30,7 +30,7 @@ KEY = 69
 CONSUMER_MEMBER = 1
 
 
-@handles(KEY, "ConsumerGroupDescribe", 0, 1)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     groups: ConsumerGroupCoordinator = broker.consumer_groups

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 KEY = 68
 
 
-@handles(KEY, "ConsumerGroupHeartbeat", 0, 1)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     groups: ConsumerGroupCoordinator = broker.consumer_groups

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 KEY = 37
 
 
-@handles(KEY, "CreatePartitions", 0, 3)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     counts = Counter(t.name for t in request.topics)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 KEY = 19
 
 
-@handles(KEY, "CreateTopics", 2, 7)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)

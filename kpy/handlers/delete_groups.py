@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 KEY = 42
 
 
-@handles(KEY, "DeleteGroups", 0, 2)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     results = []

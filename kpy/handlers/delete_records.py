@@ -29,7 +29,7 @@ KEY = 21
 TopicPartition = tuple[str, int]
 
 
-@handles(KEY, "DeleteRecords", 0, 2)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     wanted = _partitions(request)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 KEY = 20
 
 
-@handles(KEY, "DeleteTopics", 1, 6)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)

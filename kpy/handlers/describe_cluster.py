@@ -28,7 +28,7 @@ BROKER_ENDPOINTS, CONTROLLER_ENDPOINTS = 1, 2
 ENDPOINT_TYPE_NAMES = {BROKER_ENDPOINTS: "BROKER", CONTROLLER_ENDPOINTS: "CONTROLLER"}
 
 
-@handles(KEY, "DescribeCluster", 0, 2)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     wanted = getattr(request, "endpoint_type", BROKER_ENDPOINTS)

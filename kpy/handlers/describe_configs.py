@@ -32,7 +32,7 @@ class ResourceError(Exception):
         self.code = code
 
 
-@handles(KEY, "DescribeConfigs", 1, 4)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     synonyms = bool(getattr(request, "include_synonyms", False))

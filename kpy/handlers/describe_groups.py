@@ -28,7 +28,7 @@ KEY = 15
 NOT_FOUND_VERSION = 6
 
 
-@handles(KEY, "DescribeGroups", 0, 6)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     broker = ctx.broker

@@ -31,7 +31,7 @@ KEY = 35
 MAX_LONG = (1 << 63) - 1
 
 
-@handles(KEY, "DescribeLogDirs", 1, 4)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)

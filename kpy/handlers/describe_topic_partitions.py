@@ -39,7 +39,7 @@ KEY = 75
 ZERO_UUID = uuid.UUID(int=0)
 
 
-@handles(KEY, "DescribeTopicPartitions", 0, 0)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)

@@ -30,7 +30,7 @@ NOT_NEEDED_MESSAGE = "Leader election not needed for topic partition."
 Result = tuple[int, ErrorCode, str | None]  # partition, error, message
 
 
-@handles(KEY, "ElectLeaders", 0, 2)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     election_type = getattr(request, "election_type", PREFERRED)
     if election_type not in (PREFERRED, UNCLEAN):

@@ -50,7 +50,7 @@ INLINE_READ_LIMIT = 1 << 20
 Records = bytes | memoryview
 
 
-@handles(KEY, "Fetch", 0, 16)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> EncodedBody:
     broker = ctx.broker
     if getattr(request, "session_epoch", -1) > 0:
@@ -75,7 +75,7 @@ async def handle(ctx: RequestContext, request: Any) -> EncodedBody:
 
     # Kafka's DelayedFetch: answer at once when min_bytes are there, when any partition has an
     # error, or when nothing can be waited on; otherwise wait for appends until max_wait.
-    deadline = anyio.current_time() + request.max_wait.total_seconds()
+    deadline = anyio.current_time() + request.max_wait_ms / 1000
     while True:
         event = anyio.Event()
         broker.waiters.register(keys, event)

@@ -23,7 +23,7 @@ KEY = 10
 GROUP, TRANSACTION = 0, 1
 
 
-@handles(KEY, "FindCoordinator", 0, 6)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     key_type = getattr(request, "key_type", GROUP)
     keys = request.coordinator_keys if ctx.version >= 4 else (request.key,)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 KEY = 12
 
 
-@handles(KEY, "Heartbeat", 0, 4)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     error = ctx.broker.groups.heartbeat(
         group_id=request.group_id,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 KEY = 44
 
 
-@handles(KEY, "IncrementalAlterConfigs", 0, 1)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     resources = [
         (

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 KEY = 22
 
 
-@handles(KEY, "InitProducerId", 0, 5)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     pid, epoch = getattr(request, "producer_id", -1), getattr(request, "producer_epoch", -1)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 KEY = 11
 
 
-@handles(KEY, "JoinGroup", 0, 9)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     session_ms = int(request.session_timeout.total_seconds() * 1000)
     rebalance = getattr(request, "rebalance_timeout", None)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 KEY = 13
 
 
-@handles(KEY, "LeaveGroup", 0, 5)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     if ctx.version >= 3:
         wanted = [(m.member_id, m.group_instance_id) for m in request.members]

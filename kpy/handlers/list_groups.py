@@ -23,7 +23,7 @@ CLASSIC = "classic"
 CONSUMER = "consumer"
 
 
-@handles(KEY, "ListGroups", 0, 5)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     broker = ctx.broker

@@ -44,7 +44,7 @@ LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4,
 MIN_VERSION = {LATEST: 0, EARLIEST: 0, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
 
 
-@handles(KEY, "ListOffsets", 0, 10)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     if ctx.version == 0:
         return _respond_v0(ctx, request, lambda topic, p: _lookup_v0(ctx, topic, p))

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 KEY = 46
 
 
-@handles(KEY, "ListPartitionReassignments", 0, 0)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     return _response(ctx, ErrorCode.none)
 

@@ -26,7 +26,7 @@ KEY = 3
 NO_OPERATIONS = authorized.NOT_REQUESTED
 
 
-@handles(KEY, "Metadata", 0, 13)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)

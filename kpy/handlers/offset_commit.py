@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 KEY = 8
 
 
-@handles(KEY, "OffsetCommit", 0, 9)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     offsets: OffsetStore = broker.offsets

@@ -32,7 +32,7 @@ KEY = 47
 EMPTY, DEAD = "Empty", "Dead"
 
 
-@handles(KEY, "OffsetDelete", 0, 0)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     offsets: OffsetStore = broker.offsets

@@ -42,7 +42,7 @@ DEAD = "Dead"
 TopicAnswer = tuple[str, list[tuple[int, OffsetAndMetadata | None]]]
 
 
-@handles(KEY, "OffsetFetch", 0, 9)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     offsets: OffsetStore = broker.offsets

@@ -35,7 +35,7 @@ NO_EPOCH = -1  # current_leader_epoch when the client has no view of the leader'
 Answer = tuple[ErrorCode, int, int]  # error, leader epoch, end offset
 
 
-@handles(KEY, "OffsetForLeaderEpoch", 2, 4)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     def answer(topic: str, p: Any) -> Answer:
         log = ctx.broker.logs.get_log(topic, p.partition)

@@ -66,7 +66,7 @@ T = TypeVar("T")
 Outcome = tuple[ErrorCode, Any, "str | None"]
 
 
-@handles(KEY, "Produce", 0, 11)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> EncodedBody | None:
     now_ms = int(time.time() * 1000)
     outcomes = [

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 KEY = 14
 
 
-@handles(KEY, "SyncGroup", 0, 5)
+@handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     result = await ctx.broker.groups.sync_group(
         group_id=request.group_id,

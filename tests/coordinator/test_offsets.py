@@ -339,18 +339,13 @@ class StandInGroups:
 
 
 @pytest.fixture(scope="module")
-def handlers() -> Iterator[SimpleNamespace]:
-    """The handler modules, imported for this module only: their registrations are undone
-    afterwards unless the broker's handler package already imports them."""
-    saved = dict(REGISTRY)
-    mods = SimpleNamespace(
+def handlers() -> SimpleNamespace:
+    """The handler modules (importing one registers its handler)."""
+    return SimpleNamespace(
         commit=importlib.import_module("kpy.handlers.offset_commit"),
         fetch=importlib.import_module("kpy.handlers.offset_fetch"),
         delete=importlib.import_module("kpy.handlers.offset_delete"),
     )
-    yield mods
-    REGISTRY.clear()
-    REGISTRY.update(saved)
 
 
 @dataclass
