@@ -37,6 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen on this address (default 127.0.0.1)")
     serve.add_argument("--data-dir", help="where the logs live (log.dirs; default ./kpy-data)")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default) or one JSON object per line, for log collectors",
+    )
+    wait = sub.add_parser(
+        "wait",
+        help="wait until a Kafka broker (kpy or any other) answers ApiVersions and Metadata",
+    )
+    wait.add_argument(
+        "--bootstrap",
+        required=True,
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="the broker(s) to ask; ready when any one answers",
+    )
+    wait.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="give up after S seconds (30)"
+    )
+    wait.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     return parser
 
 
@@ -68,6 +88,27 @@ def _hide_hypothesis() -> None:
         import kio.static._phantom  # noqa: F401
     finally:
         del sys.modules["hypothesis"]
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Log to standard error: text lines, or JSON objects (time, level, logger, message and
+    the traceback as exc_info) with ``fmt="json"``."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                "%(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -116,14 +157,38 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def wait(args: argparse.Namespace) -> int:
+    """Exit 0 once a broker is ready, 1 on timeout, 2 on a bad address."""
+    _hide_hypothesis()
+    from kpy import client
+
+    try:
+        bootstraps = [b for b in args.bootstrap.split(",") if b.strip()]
+        for b in bootstraps:
+            client.split_address(b)
+    except ValueError as e:
+        print(f"kpy wait: {e}", file=sys.stderr)
+        return 2
+    try:
+        ready = client.wait(bootstraps, args.timeout)
+    except TimeoutError as e:
+        print(f"kpy wait: {e}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(
+            f"ready: {ready.bootstrap} ({ready.brokers} broker(s), cluster {ready.cluster_id})",
+            flush=True,
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     if args.command == "serve":
+        configure_logging(args.log_level, args.log_format)
         return serve(args)
+    if args.command == "wait":
+        return wait(args)
     return 2
 
 

@@ -288,6 +288,21 @@ def decode_request(header: RequestHeader, frame: bytes) -> Any:
     return request
 
 
+def decode_response(api_key: int, version: int, frame: bytes) -> Any:
+    """Decode a response frame (without its size prefix) as a client does, with the same
+    bounded readers as requests: the peer is no more trusted here than there."""
+    pos = 4  # correlation id
+    if api_key != API_VERSIONS_KEY and is_flexible(api_key, version):
+        pos = skip_tagged_fields(frame, pos)
+    try:
+        response, _ = _safe_reader(response_type(api_key, version))(frame, pos)
+    except ProtocolError:
+        raise
+    except Exception as e:
+        raise ProtocolError(f"response body does not parse: {e!r}") from e
+    return response
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EncodedBody:
     """A response body its handler encoded itself (kpy.protocol.hot_responses), as buffers that

@@ -10,6 +10,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from kpy_process import KpyProcess
 
+pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs suites as users do
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
