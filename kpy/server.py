@@ -189,8 +189,6 @@ async def run(
             for s in opened:
                 by_listener.append((listener.name, s))
         bound = [_address(s) for s in sockets]
-        if ready is not None:
-            ready(broker, bound)
 
         async with anyio.create_task_group() as tg:
             loop = asyncio.get_running_loop()
@@ -212,12 +210,18 @@ async def run(
             tg.start_soon(_expire_offsets_loop, broker)
             if handle_signals:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    # Ready only now: a SIGTERM sent as soon as the ready line is read must
+                    # find the handler, not the default action (an unclean stop).
+                    if ready is not None:
+                        ready(broker, bound)
                     async for signum in signals:
                         log.info("received %s, shutting down", signal.Signals(signum).name)
                         break
                 for server in servers:
                     server.close()
                 tg.cancel_scope.cancel()
+            elif ready is not None:
+                ready(broker, bound)
     finally:
         for server in servers:
             server.close()  # no new connections; the open ones closed as their tasks ended
