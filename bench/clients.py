@@ -170,6 +170,27 @@ def run_client(command: str, *args: object, timeout: float = 900.0) -> dict[str,
     return result
 
 
+def embedded(starts: int) -> dict[str, Any]:
+    """kpy.Broker in this process: the import, then ``starts`` start -> ready -> stop cycles.
+    Ready: ApiVersions and Metadata answered (kpy.client.probe, as ``kpy wait``)."""
+    began = time.perf_counter()
+    import kpy
+    from kpy import client
+
+    kpy.Broker  # noqa: B018  # loads kpy.embedded, as the first use does
+    imported = time.perf_counter() - began
+    ready: list[float] = []
+    for _ in range(starts):
+        start = time.perf_counter()
+        broker = kpy.Broker().start()
+        try:
+            client.probe(broker.bootstrap_servers)
+            ready.append(time.perf_counter() - start)
+        finally:
+            broker.stop()
+    return {"import_s": imported, "ready_s": ready}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.clients")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,8 +211,12 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("size", type=int)
     g.add_argument("acks")
     g.add_argument("warmup", type=int)
+    e = sub.add_parser("embedded")
+    e.add_argument("starts", type=int)
     a = parser.parse_args(argv)
-    if a.command == "produce":
+    if a.command == "embedded":
+        result = embedded(a.starts)
+    elif a.command == "produce":
         result = produce(a.bootstrap, a.topic, a.count, a.size, a.acks)
     elif a.command == "consume":
         result = consume(a.bootstrap, a.topic, a.count)

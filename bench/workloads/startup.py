@@ -15,6 +15,13 @@ new data directory, of the broker class the runner names.
   kafka-producer-perf-test sends Scale.small_records records of 100 bytes, acks=1, after the
   idle sample of the last start.
 
+- start-up to ready, embedded: what a test run pays per broker. kpy: ``kpy.Broker().start()``
+  in a Python process that has imported kpy (the import is timed apart, in the detail), until
+  ApiVersions and Metadata are answered (kpy.client.probe, as ``kpy wait``); EMBEDDED_STARTS
+  starts per Scale.repeats, each on a fresh temporary directory (the first, which loads the
+  broker's modules, is in the detail with the others). Kafka has no in-process form: its server
+  process start to the same answers, over Scale.repeats fresh starts.
+
 Each figure is the median over the starts (the peak is taken once); lower is better.
 """
 
@@ -25,10 +32,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.clients import run_client
 from bench.core import Broker, Context, Measurement, Sampler, Workload, wait_port
 from bench.workloads.produce import perf_test
+from kpy import client
 
 TOPIC = "startup"
+EMBEDDED_STARTS = 7
 IDLE_AFTER_S = 2.0
 # compat-tests/kafka-broker prints this line just before it execs Kafka (after the format).
 SERVER_EXEC_LINE = {"kafka": b"kafka-broker: Kafka "}
@@ -157,4 +167,38 @@ def run(ctx: Context) -> list[Measurement]:
     ]
 
 
-WORKLOADS = [Workload("startup", run, ("kpy", "kafka"), starts_broker=True)]
+def ready_after_start(ctx: Context) -> list[Measurement]:
+    detail: dict[str, Any]
+    if ctx.broker.name == "kpy":
+        result = run_client("embedded", EMBEDDED_STARTS * ctx.scale.repeats)
+        ready = result["ready_s"]
+        detail = {"import_s": result["import_s"], "ready_s": ready, "mode": "thread"}
+        ctx.log(f"startup: kpy.Broker ready after {statistics.median(ready) * 1000:.1f} ms")
+    else:
+        ready = []
+        for i in range(ctx.scale.repeats):
+            broker = type(ctx.broker)(ctx.scratch / f"ready-{i}")
+            try:
+                broker.launch()
+                began = server_started_at(broker)
+                client.wait([broker.bootstrap], timeout=120.0, interval=0.005)
+                ready.append(time.perf_counter() - began)
+            finally:
+                broker.stop()
+            ctx.log(f"startup: {broker.name} ready after {ready[-1]:.3f} s")
+        detail = {"ready_s": ready}
+    return [
+        ctx.measurement(
+            "start-up to ready (ApiVersions + Metadata): embedded kpy.Broker / server process",
+            "s",
+            statistics.median(ready),
+            "lower",
+            **detail,
+        )
+    ]
+
+
+WORKLOADS = [
+    Workload("startup", run, ("kpy", "kafka"), starts_broker=True),
+    Workload("embedded", ready_after_start, ("kpy", "kafka"), starts_broker=True),
+]
