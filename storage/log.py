@@ -269,7 +269,10 @@ class Log:
         clean_shutdown: bool = False,
         now_ms: int = 0,
         log_start_offset: int = 0,
+        on_segment_checked: Callable[[], None] | None = None,
     ) -> Log:
+        """``on_segment_checked`` is called after each segment recovery validates (progress
+        reporting for a long recovery)."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         config = config or LogConfig()
@@ -286,6 +289,7 @@ class Log:
                 clean_shutdown=clean_shutdown,
                 now_ms=now_ms,
                 log_start_offset=log_start_offset,
+                on_segment_checked=on_segment_checked,
             )
         except BaseException:  # a failed open must not leave the segments' files open
             _abandon_all(segments)
@@ -304,6 +308,7 @@ class Log:
         clean_shutdown: bool,
         now_ms: int,
         log_start_offset: int,
+        on_segment_checked: Callable[[], None] | None,
     ) -> Log:
         """The body of ``open``; ``segments`` (filled in here) is what to release if it fails.
         ``removed_files``: how many stray files ``_clean_directory`` deleted."""
@@ -348,6 +353,8 @@ class Log:
                 segment.flush()
                 recovered += 1
                 truncated += cut
+                if on_segment_checked is not None:
+                    on_segment_checked()
                 if i + 1 == len(segments):
                     break
                 if cut:

@@ -55,6 +55,7 @@ log is recovered at the next start.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -81,6 +82,49 @@ from kpy.storage.files import fsync_dir, write_atomic
 from kpy.storage.log import Log
 
 log = logging.getLogger(__name__)
+
+# A recovery after an unclean shutdown that takes longer than this logs its progress this often.
+RECOVERY_PROGRESS_EVERY_S = 5.0
+
+
+class RecoveryProgress:
+    """Progress lines for a long recovery at start-up (Kafka logs its "n/m logs loaded" and
+    "n/m recovered" likewise): segments checked of the segments there are, logs opened."""
+
+    def __init__(self, root: Path, topics: Iterable[TopicInfo]) -> None:
+        self.logs_total = 0
+        self.segments_total = 0
+        for info in topics:
+            for partition in range(info.partitions):
+                self.logs_total += 1
+                directory = root / f"{info.name}-{partition}"
+                with contextlib.suppress(OSError), os.scandir(directory) as entries:
+                    self.segments_total += sum(e.name.endswith(".log") for e in entries)
+        self.logs = self.segments = 0
+        self._began = self._said = time.monotonic()
+
+    def segment_checked(self) -> None:
+        self.segments += 1
+        self._report()
+
+    def log_opened(self) -> None:
+        self.logs += 1
+        self._report()
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if now - self._said >= RECOVERY_PROGRESS_EVERY_S:
+            self._said = now
+            log.info(
+                "recovering after an unclean shutdown: %d of %d segments checked, "
+                "%d of %d logs open (%.0f s)",
+                self.segments,
+                self.segments_total,
+                self.logs,
+                self.logs_total,
+                now - self._began,
+            )
+
 
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
@@ -267,6 +311,7 @@ class LogManager:
             recovery_points = read_offset_checkpoint(root / RECOVERY_POINT_CHECKPOINT)
             start_offsets = read_offset_checkpoint(root / LOG_START_OFFSET_CHECKPOINT)
             manager._sweep(root)
+            progress = None if clean else RecoveryProgress(root, manager._topics.values())
             for info in manager._topics.values():
                 for partition in range(info.partitions):
                     tp = (info.name, partition)
@@ -277,7 +322,10 @@ class LogManager:
                         log_start_offset=start_offsets.get(tp, 0),
                         clean=clean,
                         now_ms=now,
+                        progress=progress,
                     )
+                    if progress is not None:
+                        progress.log_opened()
             if clean:
                 marker.unlink()
                 fsync_dir(root)
@@ -356,6 +404,7 @@ class LogManager:
         clean: bool,
         now_ms: int,
         sync_data_dir: bool = True,
+        progress: RecoveryProgress | None = None,
     ) -> Log:
         """Open a partition's log, creating its directory and partition.metadata if missing
         (``sync_data_dir=False``: the caller fsyncs the data directory afterwards)."""
@@ -383,6 +432,7 @@ class LogManager:
             clean_shutdown=clean,
             now_ms=now_ms,
             log_start_offset=log_start_offset,
+            on_segment_checked=progress.segment_checked if progress is not None else None,
         )
 
     # --- Topics ---

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from storage_helpers import Opened, offsets_in, request
 
 from kpy.protocol.records import build_batch
-from kpy.storage import durability
+from kpy.storage import durability, log_manager
 from kpy.storage.errors import (
     InconsistentMetadata,
     InvalidConfig,
@@ -234,3 +235,41 @@ def test_create_topic_fsyncs_the_data_dir_once_for_all_its_partitions(
     manager.close()
     again = opened(LogManager.open(data))
     assert [again.get_log("many", p) is not None for p in range(20)] == [True] * 20
+
+
+def test_a_long_recovery_logs_its_progress(
+    tmp_path: Path,
+    opened: Opened,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = {"internal.segment.bytes": "500"}
+    manager = opened(LogManager.open(tmp_path, config))
+    manager.create_topic("t", 2)
+    produce(manager, "t", 0, 30)
+    produce(manager, "t", 1, 30)
+    segments = sum(1 for _ in tmp_path.glob("t-*/*.log"))
+    assert segments > 4
+    manager.abandon()  # crash before any checkpoint: every segment is recovered
+    monkeypatch.setattr(log_manager, "RECOVERY_PROGRESS_EVERY_S", 0.0)  # "long": every step
+    with caplog.at_level(logging.INFO, logger="kpy.storage.log_manager"):
+        opened(LogManager.open(tmp_path, config))
+    lines = [r.getMessage() for r in caplog.records if "recovering after" in r.getMessage()]
+    assert lines[0].startswith(f"recovering after an unclean shutdown: 1 of {segments} segments")
+    assert f"{segments} of {segments} segments checked, 2 of 2 logs open" in lines[-1]
+
+
+def test_a_clean_start_logs_no_recovery_progress(
+    tmp_path: Path,
+    opened: Opened,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = LogManager.open(tmp_path, {"internal.segment.bytes": "500"})
+    manager.create_topic("t", 1)
+    produce(manager, "t", 0, 30)
+    manager.close()
+    monkeypatch.setattr(log_manager, "RECOVERY_PROGRESS_EVERY_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="kpy.storage.log_manager"):
+        opened(LogManager.open(tmp_path, {"internal.segment.bytes": "500"}))
+    assert not [r for r in caplog.records if "recovering after" in r.getMessage()]
