@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import re
 import sys
 import time
 
@@ -18,6 +20,38 @@ def _parse_override(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"--override takes key=value, not {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), value.strip()
+
+
+# Environment variables of Apache Kafka's Docker image that are not broker settings.
+_NOT_SETTINGS = {
+    "KAFKA_VERSION",
+    "KAFKA_HEAP_OPTS",
+    "KAFKA_LOG4J_OPTS",
+    "KAFKA_OPTS",
+    "KAFKA_JMX_OPTS",
+    "KAFKA_JVM_PERFORMANCE_OPTS",
+    "KAFKA_GC_LOG_OPTS",
+    "KAFKA_LOG4J_ROOT_LOGLEVEL",
+    "KAFKA_LOG4J_LOGGERS",
+    "KAFKA_TOOLS_LOG4J_LOGLEVEL",
+    "KAFKA_JMX_HOSTNAME",
+}
+
+
+def config_from_env(environ: dict[str, str]) -> dict[str, str]:
+    """Broker settings from KAFKA_* environment variables, as Apache Kafka's Docker image reads
+    them (KafkaDockerWrapper): the rest of the name lower-cased, "_" -> ".", "___" -> "-",
+    "__" -> "_" (KAFKA_LOG_DIRS -> log.dirs). Without KAFKA_LISTENERS, the listeners are the
+    advertised ones on 0.0.0.0, as that image's scripts derive them."""
+    out = {}
+    for name, value in environ.items():
+        if not name.startswith("KAFKA_") or name in _NOT_SETTINGS:
+            continue
+        key = name[len("KAFKA_") :].lower().replace("_", ".")
+        out[key.replace("...", "-").replace("..", "_")] = value
+    if "listeners" not in out and out.get("advertised.listeners"):
+        out["listeners"] = re.sub(r"://[^:,]*:", "://0.0.0.0:", out["advertised.listeners"])
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_override,
         default=[],
         help="set one configuration key (repeatable), as kafka-server-start's --override",
+    )
+    serve.add_argument(
+        "--config-from-env",
+        action="store_true",
+        help="read settings from KAFKA_* environment variables as Apache Kafka's Docker image "
+        "does (KAFKA_ADVERTISED_LISTENERS -> advertised.listeners); --override wins",
     )
     serve.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT (0 picks a free port)")
     serve.add_argument("--host", help="listen on this address (default 127.0.0.1)")
@@ -119,7 +159,8 @@ def serve(args: argparse.Namespace) -> int:
     from kpy.config import BrokerConfig, ConfigError
 
     raise_file_limit()
-    overrides = dict(args.override)
+    overrides = config_from_env(dict(os.environ)) if args.config_from_env else {}
+    overrides.update(args.override)
     if args.port is not None or args.host is not None:
         host = args.host or "127.0.0.1"
         port = 9092 if args.port is None else args.port
