@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from storage_helpers import Opened, offsets_in, request
 
-import kpy.storage.log as log_module
 from kpy.protocol.records import BatchHeader, build_batch, set_base_offset
 from kpy.storage.errors import LogClosed, LogOffline
-from kpy.storage.files import fsync_dir
+from kpy.storage.fs import OsFileSystem, StrPath
 from kpy.storage.index_file import IndexFile
 from kpy.storage.log import Log, LogConfig
 from kpy.storage.log_manager import CLEAN_SHUTDOWN_FILE, TOPICS_FILE, LogManager
@@ -270,13 +269,13 @@ def test_unclean_open_validates_each_segment_once(
 @pytest.fixture
 def dir_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     synced: list[Path] = []
-    real = fsync_dir
+    real = OsFileSystem.fsync_dir
 
-    def record(directory: Path) -> None:
-        synced.append(directory)
-        real(directory)
+    def record(self: OsFileSystem, directory: StrPath) -> None:
+        synced.append(Path(directory))
+        real(self, directory)
 
-    monkeypatch.setattr(log_module, "fsync_dir", record, raising=False)
+    monkeypatch.setattr(OsFileSystem, "fsync_dir", record)
     return synced
 
 
