@@ -5,11 +5,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import crc32c
 
 from kpy.protocol.records import BatchHeader, build_batch, validate_batches
+from kpy.storage.fs import FileSystem
 
 
 def _varint(out: bytearray, value: int) -> None:
@@ -99,3 +101,45 @@ class Opened:
     def __call__(self, resource: A) -> A:
         self._stack.callback(resource.abandon)
         return resource
+
+
+# --- Files, on either file system (the ``fs`` fixture) ---
+
+
+def file_size(fs: FileSystem, path: Path) -> int:
+    return len(fs.read_bytes(path))
+
+
+def truncate_file(fs: FileSystem, path: Path, size: int) -> None:
+    """Cut the file at ``path`` to ``size`` bytes (os.truncate)."""
+    fd = fs.open(path)
+    try:
+        fs.io.ftruncate(fd, size)
+    finally:
+        fs.io.close(fd)
+
+
+def write_at(fs: FileSystem, path: Path, position: int, data: bytes) -> None:
+    """Overwrite bytes of the file in place (same file, as a write at an offset would)."""
+    fd = fs.open(path)
+    try:
+        tail = fs.io.pread(fd, fs.file_size(fd), position + len(data))
+        fs.io.ftruncate(fd, position)
+        fs.io.write(fd, data + tail)  # O_APPEND: at ``position`` now
+    finally:
+        fs.io.close(fd)
+
+
+def create_file(fs: FileSystem, path: Path, data: bytes = b"") -> None:
+    """Create (or replace) the file at ``path`` holding ``data``."""
+    fs.unlink(path, missing_ok=True)
+    append_to(fs, path, data)
+
+
+def append_to(fs: FileSystem, path: Path, data: bytes) -> None:
+    """Append ``data`` to the file at ``path`` (creating it)."""
+    fd = fs.open(path)
+    try:
+        fs.io.write(fd, data)
+    finally:
+        fs.io.close(fd)
