@@ -44,7 +44,7 @@ from kpy.protocol.messages import (
 from kpy.storage import cleaner, durability
 from kpy.storage import errors as se
 from kpy.storage.config import TOPIC_CONFIG_NAMES, LogConfig
-from kpy.storage.fs import OS_FS, FileSystem
+from kpy.storage.fs import OS_FS, FileSystem, MemoryFileSystem
 from kpy.storage.log import Log, SegmentDeletion
 from kpy.storage.log_manager import (
     LogManager,
@@ -124,8 +124,9 @@ class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.node_id = config.node_id
-        # Where log.dirs is, for every file the broker and its logs keep there (fs.py).
-        self.fs: FileSystem = OS_FS
+        # Where log.dirs is: the disk, or memory (kpy.storage.in.memory), for every file the
+        # broker and its logs keep there.
+        self.fs: FileSystem = MemoryFileSystem() if config.in_memory else OS_FS
         data_dir = config.data_dir
         self.fs.mkdir(data_dir)
         _load_dynamic_configs(config, data_dir, self.fs)
@@ -146,7 +147,7 @@ class Broker:
         log.info(
             "loaded %d partition(s) from %s %s; recovered %d segment(s)",
             len(logs),
-            data_dir,
+            "memory" if config.in_memory else data_dir,
             how,
             sum(lg.recovered_segments for lg in logs.values()),
         )

@@ -108,6 +108,11 @@ _BROKER: dict[str, tuple[ConfigType, bool, str]] = {
         False,
         "kpy's own, for tests: journal every fsync here to simulate a power cut.",
     ),
+    "kpy.storage.in.memory": (
+        _BOOL,
+        False,
+        "kpy's own: keep the logs and all other files in memory (no durability, no disk).",
+    ),
     "log.flush.offset.checkpoint.interval.ms": (
         _INT,
         False,

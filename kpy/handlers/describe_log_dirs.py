@@ -6,9 +6,10 @@ topic list means every partition; partitions not hosted are left out, and a topi
 partitions is left is not listed). Each partition: its size in bytes (the segment files), offset
 lag 0 (the leader's high watermark is its log end offset) and is_future false (kpy never moves
 a replica between directories). v4 adds the file system's total and usable bytes (statvfs, as
-Java's FileStore reports them: FileSystem.disk_space). A directory holding a log that went
-offline after a failed write is KAFKA_STORAGE_ERROR, as Kafka takes the whole directory offline;
-failing to read the file system's sizes is UNKNOWN_SERVER_ERROR, as any other failure in Kafka.
+Java's FileStore reports them; with kpy.storage.in.memory, the machine's memory and what of it
+is available: FileSystem.disk_space). A directory holding a log that went offline after a failed
+write is KAFKA_STORAGE_ERROR, as Kafka takes the whole directory offline; failing to read the
+file system's sizes is UNKNOWN_SERVER_ERROR, as any other failure in Kafka.
 """
 
 from __future__ import annotations
