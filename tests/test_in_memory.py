@@ -21,49 +21,25 @@ from kpy.storage.fs import MemoryFileSystem
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
+from clients.group_util import (  # noqa: E402
+    PARTITIONS,
+    consume,
+    create_topic,
+    group_consumer,
+    values,
+)
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import (  # noqa: E402
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
-    NewTopic,
 )
 
 TOPIC = "scratch"
-PARTITIONS = 3
 TOTAL = 300
 FIRST = 120
 GROUP = "in-memory"
-
-
-def consumer(bootstrap: str) -> Consumer:
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": GROUP,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500,
-        }
-    )
-    c.subscribe([TOPIC])
-    return c
-
-
-def consume(c: Consumer, count: int) -> list[bytes]:
-    got: list[bytes] = []
-    while len(got) < count:
-        msg = c.poll(10)
-        assert msg is not None, f"stalled after {len(got)} message(s)"
-        assert msg.error() is None, msg.error()
-        got.append(msg.value())
-    return got
-
-
-def create_topic(admin: AdminClient) -> None:
-    admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(10)
 
 
 def end_offsets(bootstrap: str) -> list[int]:
@@ -100,13 +76,13 @@ def test_in_memory_broker_serves_clients_and_writes_no_file(tmp_path: Path) -> N
         assert "data in memory (ready in" in kpy.log_text()
         bootstrap = kpy.bootstrap
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        create_topic(admin)
+        create_topic(bootstrap, TOPIC)
         producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-        for i in range(TOTAL):
+        for i in range(TOTAL):  # values(0, TOTAL), as group_util's produce writes them
             producer.produce(TOPIC, value=b"%d" % i, partition=i % PARTITIONS)
         assert producer.flush(30) == 0
 
-        first = consumer(bootstrap)
+        first = group_consumer(bootstrap, GROUP, TOPIC)
         try:
             got = consume(first, FIRST)
             first.commit(asynchronous=False)
@@ -117,12 +93,12 @@ def test_in_memory_broker_serves_clients_and_writes_no_file(tmp_path: Path) -> N
             assert sum(max(tp.offset, 0) for tp in committed) == FIRST
         finally:
             first.close()
-        second = consumer(bootstrap)
+        second = group_consumer(bootstrap, GROUP, TOPIC)
         try:
             got += consume(second, TOTAL - FIRST)  # resumes at the committed offsets
         finally:
             second.close()
-        assert sorted(got) == sorted(b"%d" % i for i in range(TOTAL))
+        assert sorted(v for _, _, v in got) == sorted(values(0, TOTAL))
         assert open_files(kpy) == []  # segments, indexes, snapshots: none is a file on disk
 
         # A dynamic broker config (kpy-broker-configs.json, in memory).
@@ -143,7 +119,7 @@ def test_in_memory_broker_serves_clients_and_writes_no_file(tmp_path: Path) -> N
         assert TOPIC not in admin.list_topics(timeout=10).topics
         for _ in range(100):  # the deletion reaches the metadata at once; be patient anyway
             try:
-                create_topic(admin)
+                create_topic(bootstrap, TOPIC)
                 break
             except KafkaException:
                 pass

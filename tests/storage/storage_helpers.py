@@ -1,10 +1,11 @@
-"""Batch builders for the storage tests (records with their own timestamps, producer fields)."""
+"""Batch builders for the storage tests (records with their own timestamps, producer fields),
+and file helpers that work on either file system."""
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -106,40 +107,41 @@ class Opened:
 # --- Files, on either file system (the ``fs`` fixture) ---
 
 
+@contextmanager
+def descriptor(fs: FileSystem, path: Path) -> Iterator[int]:
+    """The file at ``path`` opened on ``fs`` (created if missing), closed after the block."""
+    fd = fs.open(path)
+    try:
+        yield fd
+    finally:
+        fs.io.close(fd)
+
+
 def file_size(fs: FileSystem, path: Path) -> int:
     return len(fs.read_bytes(path))
 
 
 def truncate_file(fs: FileSystem, path: Path, size: int) -> None:
     """Cut the file at ``path`` to ``size`` bytes (os.truncate)."""
-    fd = fs.open(path)
-    try:
+    with descriptor(fs, path) as fd:
         fs.io.ftruncate(fd, size)
-    finally:
-        fs.io.close(fd)
 
 
 def write_at(fs: FileSystem, path: Path, position: int, data: bytes) -> None:
     """Overwrite bytes of the file in place (same file, as a write at an offset would)."""
-    fd = fs.open(path)
-    try:
+    with descriptor(fs, path) as fd:
         tail = fs.io.pread(fd, fs.file_size(fd), position + len(data))
         fs.io.ftruncate(fd, position)
         fs.io.write(fd, data + tail)  # O_APPEND: at ``position`` now
-    finally:
-        fs.io.close(fd)
+
+
+def append_to(fs: FileSystem, path: Path, data: bytes) -> None:
+    """Append ``data`` to the file at ``path`` (creating it)."""
+    with descriptor(fs, path) as fd:
+        fs.io.write(fd, data)
 
 
 def create_file(fs: FileSystem, path: Path, data: bytes = b"") -> None:
     """Create (or replace) the file at ``path`` holding ``data``."""
     fs.unlink(path, missing_ok=True)
     append_to(fs, path, data)
-
-
-def append_to(fs: FileSystem, path: Path, data: bytes) -> None:
-    """Append ``data`` to the file at ``path`` (creating it)."""
-    fd = fs.open(path)
-    try:
-        fs.io.write(fd, data)
-    finally:
-        fs.io.close(fd)

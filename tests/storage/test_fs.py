@@ -8,16 +8,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from storage_helpers import descriptor
 
 from kpy.storage.fs import FileSystem, MemoryFileSystem, OsFileSystem
 
 
 def write_all(fs: FileSystem, path: Path, data: bytes) -> None:
-    fd = fs.open(path)
-    try:
+    with descriptor(fs, path) as fd:
         assert fs.io.write(fd, data) == len(data)
-    finally:
-        fs.io.close(fd)
 
 
 def test_descriptor_calls_append_read_truncate(fs: FileSystem, tmp_path: Path) -> None:
