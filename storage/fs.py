@@ -20,13 +20,14 @@ MemoryFileSystem is its own ``io``, with a table of open descriptors as a kernel
 holding its file's bytes (an inode) whatever happens to the names.
 
 Why hand-written: no maintained library offers a file-system abstraction with descriptors,
-positional reads and POSIX rename/unlink semantics for open files. Checked: pyfilesystem2 (``fs``
-on PyPI, last release 2.4.16 of May 2022) opens file objects (``openbin``, a BytesIO in its
-MemoryFS), with no positional read and no descriptor; fsspec's MemoryFileSystem keeps BytesIO
-objects in a store shared by every instance of the class by default and has no positional read
-either; pyfakefs is a test double that replaces the os module for the whole process (its fake os
-module, as read, has no ``pread``), where kpy needs a file system chosen per broker in production
-code. What kpy needs is small: the methods below.
+positional reads (pread, no shared file position) and POSIX rename/unlink semantics for open
+files. Checked: pyfilesystem2 (``fs`` on PyPI, last release 2.4.16 of May 2022, unmaintained)
+opens file objects with a seek position (``openbin``; a BytesIO in its MemoryFS), no pread and no
+descriptor; fsspec's MemoryFileSystem keeps a BytesIO per path in a store shared by every
+instance of the class by default, and hands out file objects, not descriptors; pyfakefs is a test
+double that replaces the os module for the whole process (its fake os module, as read, has no
+``pread``), where kpy needs a file system chosen per broker in production code. What kpy needs is
+small: the methods below.
 
 Durability: every fsync of the storage layer goes through ``fsync_file``, ``fsync_path`` or
 ``fsync_dir`` of its FileSystem; the OsFileSystem's report each one to the power-loss simulation
