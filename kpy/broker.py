@@ -44,6 +44,7 @@ from kpy.protocol.messages import (
 from kpy.storage import cleaner, durability
 from kpy.storage import errors as se
 from kpy.storage.config import TOPIC_CONFIG_NAMES, LogConfig
+from kpy.storage.fs import OS_FS, FileSystem, MemoryFileSystem
 from kpy.storage.log import Log, SegmentDeletion
 from kpy.storage.log_manager import (
     LogManager,
@@ -107,11 +108,11 @@ class PartitionWaiters:
                 event.set()
 
 
-def _load_dynamic_configs(config: BrokerConfig, data_dir: Path) -> None:
+def _load_dynamic_configs(config: BrokerConfig, data_dir: Path, fs: FileSystem) -> None:
     """The broker settings changed at run time before; ignored (and logged) when they no longer
     apply, as Kafka drops invalid dynamic configs."""
     try:
-        configs.load_dynamic(config, data_dir)
+        configs.load_dynamic(config, data_dir, fs)
         LogConfig.from_properties(config.topic_defaults())
     except (OSError, ValueError, se.InvalidConfig) as e:
         log.error("ignoring the dynamic broker configs in %s: %s", data_dir, e)
@@ -123,14 +124,19 @@ class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.node_id = config.node_id
+        # Where log.dirs is: the disk, or memory (kpy.storage.in.memory), for every file the
+        # broker and its logs keep there.
+        self.fs: FileSystem = MemoryFileSystem() if config.in_memory else OS_FS
         data_dir = config.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        _load_dynamic_configs(config, data_dir)
+        self.fs.mkdir(data_dir)
+        _load_dynamic_configs(config, data_dir, self.fs)
         journal = config.get("kpy.test.durability.journal")
         if journal:  # test mode: record every fsync for the power-loss simulation
             durability.enable(journal)
             log.warning("test mode: fsyncs are journaled in %s", journal)
-        self.logs = LogManager.open(data_dir, config.topic_defaults(), node_id=self.node_id)
+        self.logs = LogManager.open(
+            data_dir, config.topic_defaults(), node_id=self.node_id, fs=self.fs
+        )
         logs = self.logs.logs()
         if self.logs.had_clean_shutdown:
             how = "after a clean shutdown"
@@ -141,16 +147,18 @@ class Broker:
         log.info(
             "loaded %d partition(s) from %s %s; recovered %d segment(s)",
             len(logs),
-            data_dir,
+            "memory" if config.in_memory else data_dir,
             how,
             sum(lg.recovered_segments for lg in logs.values()),
         )
-        self.producer_ids = ProducerIdManager(data_dir)
+        self.producer_ids = ProducerIdManager(data_dir, self.fs)
         self.waiters = PartitionWaiters()
         self.group_commit = GroupCommit()
         self.file_deleter = FileDeleter()
         # The log cleaner's first dirty offset per partition (Kafka's cleaner checkpoint).
-        self.cleaner_checkpoints = read_offset_checkpoint(self.logs.data_dir / CLEANER_CHECKPOINT)
+        self.cleaner_checkpoints = read_offset_checkpoint(
+            self.logs.data_dir / CLEANER_CHECKPOINT, self.fs
+        )
         # kpy's own durability mode: fsync before acknowledging a produce (acks 1 and -1).
         self.flush_before_ack = config.get_bool("kpy.flush.before.ack")
         self.offsets = OffsetStore.open(
@@ -461,7 +469,7 @@ class Broker:
             offsets = {k: v for k, v in self.cleaner_checkpoints.items() if k in live}
             self.cleaner_checkpoints = offsets
             path = self.logs.data_dir / CLEANER_CHECKPOINT
-            await anyio.to_thread.run_sync(write_offset_checkpoint, path, offsets)
+            await anyio.to_thread.run_sync(write_offset_checkpoint, path, offsets, self.fs)
             cleaned += 1
         return cleaned
 
@@ -483,7 +491,7 @@ class Broker:
                         return
                     partition_log.replace_segments(done.old, done.new)
                 self.file_deleter.schedule(
-                    SegmentDeletion(partition_log.dir, done.old),
+                    SegmentDeletion(partition_log.fs, partition_log.dir, done.old),
                     partition_log.config.file_delete_delay_ms,
                 )
         finally:

@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT (0 picks a free port)")
     serve.add_argument("--host", help="listen on this address (default 127.0.0.1)")
     serve.add_argument("--data-dir", help="where the logs live (log.dirs; default ./kpy-data)")
+    serve.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="keep the logs and every other file in memory: nothing is written to disk and "
+        "nothing survives the process (kpy.storage.in.memory=true)",
+    )
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     serve.add_argument(
         "--log-format",
@@ -167,6 +173,8 @@ def serve(args: argparse.Namespace) -> int:
         overrides["listeners"] = f"PLAINTEXT://{host}:{port}"
     if args.data_dir is not None:
         overrides["log.dirs"] = args.data_dir
+    if args.in_memory:
+        overrides["kpy.storage.in.memory"] = "true"
     try:
         config = BrokerConfig.load(args.config, overrides)
     except (ConfigError, OSError) as e:
@@ -178,10 +186,8 @@ def serve(args: argparse.Namespace) -> int:
     def ready(broker: object, bound: list[tuple[str, int]]) -> None:
         where = ", ".join(f"{h}:{p}" for h, p in bound)
         ms = (time.monotonic() - started) * 1000
-        print(
-            f"kpy listening on {where}, data in {config.data_dir.resolve()} (ready in {ms:.0f} ms)",
-            flush=True,
-        )
+        data = "memory" if config.in_memory else config.data_dir.resolve()
+        print(f"kpy listening on {where}, data in {data} (ready in {ms:.0f} ms)", flush=True)
 
     backend_options = {}
     try:

@@ -72,6 +72,10 @@ DEFAULTS: dict[str, str] = {
     "kpy.flush.before.ack": "false",
     # kpy's own, for tests only: journal every fsync here (kpy.storage.durability).
     "kpy.test.durability.journal": "",
+    # kpy's own: keep the logs and every other file of log.dirs in memory (kpy.storage.fs
+    # MemoryFileSystem): the same semantics, no durability, nothing written to disk. For
+    # throwaway brokers (CI suites); ``kpy serve --in-memory`` sets it.
+    "kpy.storage.in.memory": "false",
     "producer.id.expiration.ms": "86400000",
     # Group coordinator. Kafka's code default for the initial rebalance delay is 3000 ms; the
     # server.properties it ships sets 0 for development, and so does kpy.
@@ -227,6 +231,12 @@ class BrokerConfig:
             raise ConfigError("log.cleaner.enable must be true or false")
         if self.get("kpy.flush.before.ack").lower() not in ("true", "false"):
             raise ConfigError("kpy.flush.before.ack must be true or false")
+        if self.get("kpy.storage.in.memory").lower() not in ("true", "false"):
+            raise ConfigError("kpy.storage.in.memory must be true or false")
+        if self.in_memory and self.get("kpy.test.durability.journal"):
+            raise ConfigError(
+                "kpy.test.durability.journal needs the disk: not with kpy.storage.in.memory"
+            )
         if self.props["log.message.timestamp.type"] not in ("CreateTime", "LogAppendTime"):
             raise ConfigError("log.message.timestamp.type must be CreateTime or LogAppendTime")
         try:
@@ -265,6 +275,11 @@ class BrokerConfig:
                 host = "127.0.0.1"
             out.append(Listener(lst.name, host, lst.port))
         return out
+
+    @property
+    def in_memory(self) -> bool:
+        """kpy.storage.in.memory: log.dirs names a directory in memory, not on disk."""
+        return self.get_bool("kpy.storage.in.memory")
 
     @property
     def data_dir(self) -> Path:

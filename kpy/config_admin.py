@@ -168,7 +168,9 @@ async def alter_broker(broker: Broker, name: str, compute: Compute, validate_onl
         config.dynamic, config.dynamic_default = candidate.dynamic, candidate.dynamic_default
         config.merge()
         broker.logs.set_default_config(defaults)
-        await anyio.to_thread.run_sync(lambda: configs.save_dynamic(config, config.data_dir))
+        await anyio.to_thread.run_sync(
+            lambda: configs.save_dynamic(config, config.data_dir, broker.fs)
+        )
 
 
 def alter_loggers(broker: Broker, name: str, ops: list[Op], validate_only: bool) -> None:

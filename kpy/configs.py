@@ -23,7 +23,7 @@ from pathlib import Path
 from kpy.config import DEFAULTS, TOPIC_CONFIG_SYNONYMS, BrokerConfig
 from kpy.storage.config import TOPIC_CONFIGS, ConfigDef, ConfigType, at_least, one_of
 from kpy.storage.errors import InvalidConfig
-from kpy.storage.files import write_atomic
+from kpy.storage.fs import OS_FS, FileSystem
 
 BROKER_CONFIGS_FILE = "kpy-broker-configs.json"
 
@@ -107,6 +107,11 @@ _BROKER: dict[str, tuple[ConfigType, bool, str]] = {
         _STR,
         False,
         "kpy's own, for tests: journal every fsync here to simulate a power cut.",
+    ),
+    "kpy.storage.in.memory": (
+        _BOOL,
+        False,
+        "kpy's own: keep the logs and all other files in memory (no durability, no disk).",
     ),
     "log.flush.offset.checkpoint.interval.ms": (
         _INT,
@@ -259,17 +264,17 @@ def validate_broker_change(props: Mapping[str, str], per_broker: bool) -> None:
                 raise ValueError(str(e)) from None
 
 
-def load_dynamic(config: BrokerConfig, data_dir: Path) -> None:
-    """Put the dynamic layers saved in ``data_dir`` into ``config``."""
+def load_dynamic(config: BrokerConfig, data_dir: Path, fs: FileSystem = OS_FS) -> None:
+    """Put the dynamic layers saved in ``data_dir`` (on ``fs``) into ``config``."""
     path = data_dir / BROKER_CONFIGS_FILE
-    if not path.exists():
+    if not fs.exists(path):
         return
-    saved = json.loads(path.read_text())
+    saved = json.loads(fs.read_text(path))
     config.dynamic = {str(k): str(v) for k, v in saved.get("broker", {}).items()}
     config.dynamic_default = {str(k): str(v) for k, v in saved.get("default", {}).items()}
     config.merge()
 
 
-def save_dynamic(config: BrokerConfig, data_dir: Path) -> None:
+def save_dynamic(config: BrokerConfig, data_dir: Path, fs: FileSystem = OS_FS) -> None:
     data = {"version": 1, "broker": config.dynamic, "default": config.dynamic_default}
-    write_atomic(data_dir / BROKER_CONFIGS_FILE, json.dumps(data, indent=1).encode())
+    fs.write_atomic(data_dir / BROKER_CONFIGS_FILE, json.dumps(data, indent=1).encode())

@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kpy.storage.files import write_atomic
+from kpy.storage.fs import OS_FS, FileSystem
 
 BLOCK_SIZE = 1000
 FILE_NAME = "producer-ids.json"
 
 
 class ProducerIdManager:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, fs: FileSystem = OS_FS) -> None:
+        self._fs = fs
         self._path = data_dir / FILE_NAME
         try:
-            self._next = int(json.loads(self._path.read_text())["next_block_start"])
+            self._next = int(json.loads(fs.read_text(self._path))["next_block_start"])
         except FileNotFoundError:
             self._next = 0
         self._block_end = self._next
@@ -29,7 +30,8 @@ class ProducerIdManager:
     def generate(self) -> int:
         if self._next >= self._block_end:
             self._block_end = self._next + BLOCK_SIZE
-            write_atomic(self._path, json.dumps({"next_block_start": self._block_end}).encode())
+            data = json.dumps({"next_block_start": self._block_end}).encode()
+            self._fs.write_atomic(self._path, data)
         pid = self._next
         self._next += 1
         return pid

@@ -46,8 +46,6 @@ log keeps taking appends (only to its active segment, which is never cleaned) an
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -58,7 +56,6 @@ from kpy.protocol.records import (
     split_records,
 )
 from kpy.storage.config import LogConfig
-from kpy.storage.files import fsync_dir
 from kpy.storage.log import Log
 from kpy.storage.segment import CLEANED_SUFFIX, SWAP_SUFFIX, LogSegment
 
@@ -271,6 +268,7 @@ class Cleaner:
 
     def _clean_group(self, group: Sequence[LogSegment]) -> CleanedGroup:
         directory = self.log.dir
+        fs = self.log.fs
         config = self.log.config
         base = group[0].base_offset
         dirty = any(
@@ -286,20 +284,21 @@ class Cleaner:
             max_index_size=config.segment_index_bytes,
             now_ms=self.now_ms,
             suffix=CLEANED_SUFFIX,
+            fs=fs,
         )
         try:
             mtime_ms = self.now_ms if dirty else 0
             for segment in group:
-                segment_mtime = os.stat(segment.log_path).st_mtime_ns // 1_000_000
+                segment_mtime = segment.modified_ms()
                 if not dirty:
                     mtime_ms = max(mtime_ms, segment_mtime)
                 drop_tombstones = not dirty and segment_mtime <= self.now_ms - retention_ms
                 self._rewrite(segment, new, drop_tombstones)
             new.finish()
-            os.utime(new.log_path, ns=(time.time_ns(), mtime_ms * 1_000_000))
+            fs.utime(new.log_path, mtime_ms * 1_000_000)
             self._step_done("cleaned", new)
             new.rename_suffix(SWAP_SUFFIX)
-            fsync_dir(directory)
+            fs.fsync_dir(directory)
         except CleanerHalted:
             raise
         except BaseException:
@@ -308,10 +307,10 @@ class Cleaner:
         self._step_done("swap", new)
         for segment in reversed(group):
             segment.mark_deleted()
-        fsync_dir(directory)
+        fs.fsync_dir(directory)
         self._step_done("deleted", new)
         new.rename_suffix("")
-        fsync_dir(directory)
+        fs.fsync_dir(directory)
         new.park_indexes()
         self.stats.groups += 1
         return CleanedGroup(tuple(group), new)
@@ -379,7 +378,7 @@ def clean_log(log: Log, checkpoint: int | None, now_ms: int) -> tuple[int, Clean
         for group in cleaner.groups():
             done = cleaner.clean_group(group)
             log.replace_segments(done.old, done.new)
-            SegmentDeletion(log.dir, done.old).delete_files()
+            SegmentDeletion(log.fs, log.dir, done.old).delete_files()
     finally:
         log.cleaning = False
     return cleanable.first_uncleanable, cleaner.stats

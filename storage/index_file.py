@@ -18,13 +18,12 @@ never the file, so readers on a worker thread do not touch this object.
 from __future__ import annotations
 
 import contextlib
-import os
 from array import array
 from bisect import bisect_left
 from pathlib import Path
 
 from kpy.storage.errors import CorruptIndex
-from kpy.storage.files import fsync_file
+from kpy.storage.fs import OS_FS, FileSystem
 
 
 class IndexFile:
@@ -37,56 +36,54 @@ class IndexFile:
     is final.
     """
 
-    __slots__ = ("_dirty", "_fd", "_released", "entry_size", "path")
+    __slots__ = ("_dirty", "_fd", "_released", "entry_size", "fs", "path")
 
-    def __init__(self, path: Path, entry_size: int) -> None:
+    def __init__(self, path: Path, entry_size: int, fs: FileSystem = OS_FS) -> None:
         self.path = path
         self.entry_size = entry_size
+        self.fs = fs
         self._released = False
         self._dirty = False  # written or truncated since the last fsync
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = fs.open(path)
 
     def _writable_fd(self) -> int:
         if self._fd < 0:
             if self._released:
                 raise ValueError(f"{self.path}: index file is closed")
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = self.fs.open(self.path)
         return self._fd
 
     def read_all(self) -> bytes:
         fd = self._writable_fd()
-        size = os.fstat(fd).st_size
-        return os.pread(fd, size, 0) if size else b""
+        size = self.fs.file_size(fd)
+        return self.fs.io.pread(fd, size, 0) if size else b""
 
     def append(self, data: bytes) -> None:
         fd = self._writable_fd()
         self._dirty = True
         view = memoryview(data)
+        write = self.fs.io.write
         while view:
-            written = os.write(fd, view)
+            written = write(fd, view)
             view = view[written:]
 
     def truncate_entries(self, entries: int) -> None:
         fd = self._writable_fd()
         self._dirty = True
-        os.ftruncate(fd, entries * self.entry_size)
+        self.fs.io.ftruncate(fd, entries * self.entry_size)
 
     def flush(self) -> None:
         if self._fd >= 0:
-            fsync_file(self._fd, self.path)
+            self.fs.fsync_file(self._fd, self.path)
         elif self._dirty and not self._released:  # parked before its writes were synced
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                fsync_file(fd, self.path)
-            finally:
-                os.close(fd)
+            self.fs.fsync_path(self.path)
         self._dirty = False
 
     def park(self) -> None:
         """Close the descriptor until the next write, truncation or flush needs it."""
         fd, self._fd = self._fd, -1
         if fd >= 0:
-            os.close(fd)
+            self.fs.io.close(fd)
 
     def close(self) -> None:
         """Release the descriptor for good (no fsync: call ``flush`` first). Idempotent."""
@@ -95,13 +92,13 @@ class IndexFile:
 
     def delete(self) -> None:
         self.close()
-        self.path.unlink(missing_ok=True)
+        self.fs.unlink(self.path, missing_ok=True)
 
     def rename(self, path: Path) -> None:
         """Move the file to ``path``; an open descriptor stays valid, a parked file reopens
         (if a flush needs it) under the new name. A file already gone is not an error."""
         with contextlib.suppress(FileNotFoundError):
-            os.rename(self.path, path)
+            self.fs.rename(self.path, path)
         self.path = path
 
     @property
@@ -129,11 +126,13 @@ class AbstractIndex:
     _offsets: array[int]
     _columns: tuple[array[int], array[int]]
 
-    def __init__(self, path: Path, base_offset: int, max_index_size: int) -> None:
+    def __init__(
+        self, path: Path, base_offset: int, max_index_size: int, fs: FileSystem = OS_FS
+    ) -> None:
         self.path = path
         self.base_offset = base_offset
         self.max_entries = max(max_index_size // self.ENTRY_SIZE, 1)
-        self._file = IndexFile(path, self.ENTRY_SIZE)
+        self._file = IndexFile(path, self.ENTRY_SIZE, fs)
         try:
             data = self._file.read_all()
             if len(data) % self.ENTRY_SIZE:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import threading
 import time
 import uuid
@@ -32,7 +30,7 @@ from kpy.storage.errors import (
     RecordBatchTooLarge,
     RecordTooLarge,
 )
-from kpy.storage.files import fsync_dir, fsync_file
+from kpy.storage.fs import OS_FS, FileSystem
 from kpy.storage.producer_state import (
     SNAPSHOT_SUFFIX,
     AppendOrigin,
@@ -83,18 +81,18 @@ def _abandon_all(segments: Iterable[LogSegment]) -> None:
             stack.callback(segment.abandon)
 
 
-def _next_offset_of_file(path: Path, base: int) -> int:
+def _next_offset_of_file(fs: FileSystem, path: Path, base: int) -> int:
     """The offset after the last whole batch of a .log file (``base`` if it has none)."""
-    data = path.read_bytes()
+    data = fs.read_bytes(path)
     end = base
     for _, header in iter_headers(data):
         end = header.next_offset
     return end
 
 
-def _unlink_segment_files(directory: Path, base: int) -> None:
+def _unlink_segment_files(fs: FileSystem, directory: Path, base: int) -> None:
     for path in segment_paths(directory, base):
-        path.unlink(missing_ok=True)
+        fs.unlink(path, missing_ok=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +101,7 @@ class SegmentDeletion:
     ``*.deleted``, along with the producer snapshots below the log's first remaining segment.
     ``delete_files`` unlinks them all; it blocks on the disk, so it runs on a worker thread."""
 
+    fs: FileSystem
     directory: Path
     segments: tuple[LogSegment, ...] = ()
     snapshots: tuple[Path, ...] = ()
@@ -113,7 +112,10 @@ class SegmentDeletion:
     def __add__(self, other: SegmentDeletion) -> SegmentDeletion:
         """Both deletions (of the same log) as one."""
         return SegmentDeletion(
-            self.directory, self.segments + other.segments, self.snapshots + other.snapshots
+            self.fs,
+            self.directory,
+            self.segments + other.segments,
+            self.snapshots + other.snapshots,
         )
 
     def delete_files(self) -> None:
@@ -124,9 +126,9 @@ class SegmentDeletion:
         for segment in self.segments:
             segment.unlink_files()
         for path in self.snapshots:
-            path.unlink(missing_ok=True)
+            self.fs.unlink(path, missing_ok=True)
         with contextlib.suppress(FileNotFoundError):  # the whole log was deleted meanwhile
-            fsync_dir(self.directory)
+            self.fs.fsync_dir(self.directory)
 
 
 class AppendResult(NamedTuple):
@@ -141,7 +143,8 @@ class AppendResult(NamedTuple):
 
 class Log:
     """A partition's log: segments ``<base>.log/.index/.timeindex`` and ``<offset>.snapshot``
-    files in one directory (formats: segment.py, producer_state.py).
+    files in one directory (formats: segment.py, producer_state.py), on the FileSystem ``fs``
+    (the disk by default, or memory: fs.py), which its segments and producer state share.
 
     Invariants: segments are sorted by base offset and never overlap; only the last (active)
     segment is appended to; ``log_start_offset <= log_end_offset``; every offset below
@@ -154,7 +157,7 @@ class Log:
     one call at a time per log (a lock serializes them).
     ``read``, ``offset_for_timestamp`` and ``max_timestamp`` may run on a worker thread while an
     append runs: they take the segment tuple (replaced, never mutated, on roll and on segment
-    deletion) and each segment's size once, and read below those with ``os.pread``. They also
+    deletion) and each segment's size once, and read below those with ``pread``. They also
     register as readers (counted per generation under a lock held only to change the counts):
     ``close``, ``abandon`` and ``delete`` mark the log closed at once, but the descriptors are
     closed only when the last reader leaves, so a reader never preads a closed (or reused)
@@ -218,8 +221,11 @@ class Log:
         producer_state: ProducerStateManager,
         log_start_offset: int,
         recovery_point: int,
+        *,
+        fs: FileSystem = OS_FS,
     ) -> None:
         self.dir = directory
+        self.fs = fs  # where the files are: see fs.py
         self.config = config
         # One attribute, swapped whole on roll, so a reader sees segments and bases that agree.
         self._view: tuple[tuple[LogSegment, ...], tuple[int, ...]] = (
@@ -270,16 +276,18 @@ class Log:
         now_ms: int = 0,
         log_start_offset: int = 0,
         on_segment_checked: Callable[[], None] | None = None,
+        fs: FileSystem = OS_FS,
     ) -> Log:
         """``on_segment_checked`` is called after each segment recovery validates (progress
         reporting for a long recovery)."""
         directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
+        fs.mkdir(directory)
         config = config or LogConfig()
-        bases, removed_files = cls._clean_directory(directory)
+        bases, removed_files = cls._clean_directory(fs, directory)
         segments: list[LogSegment] = []
         try:
             return cls._load(
+                fs,
                 directory,
                 config,
                 bases,
@@ -298,6 +306,7 @@ class Log:
     @classmethod
     def _load(
         cls,
+        fs: FileSystem,
         directory: Path,
         config: LogConfig,
         bases: list[int],
@@ -316,19 +325,19 @@ class Log:
         # Segments wholly below the log start: a crash came before their deletion finished.
         below = max(bisect_right(bases, log_start_offset) - 1, 0)
         for base in bases[:below]:
-            _unlink_segment_files(directory, base)
+            _unlink_segment_files(fs, directory, base)
             deleted += 1
         bases = bases[below:]
-        for offset in list_snapshot_offsets(directory) if bases else ():
+        for offset in list_snapshot_offsets(directory, fs) if bases else ():
             if offset >= bases[0]:
                 break
-            snapshot_path(directory, offset).unlink()  # replay never starts below the start
+            fs.unlink(snapshot_path(directory, offset))  # replay never starts below the start
             deleted += 1
         # Segments before ``first`` hold only flushed offsets: trusted, at most re-indexed.
         first = max(bisect_right(bases, recovery_point) - 1, 0)
         last = len(bases) - 1
         for i, base in enumerate(bases):
-            segment = cls._open_segment(directory, base, config, now_ms)
+            segment = cls._open_segment(fs, directory, base, config, now_ms)
             segments.append(segment)
             if clean_shutdown or i < first:
                 if segment.needs_recovery:  # missing or insane index: rebuild (validates too)
@@ -340,7 +349,7 @@ class Log:
             # else: recovered below, which rebuilds the indexes anyway
         created = not segments
         if created:
-            segments.append(cls._open_segment(directory, log_start_offset, config, now_ms))
+            segments.append(cls._open_segment(fs, directory, log_start_offset, config, now_ms))
 
         recovered = 0
         if not clean_shutdown:
@@ -376,7 +385,7 @@ class Log:
             recovered += 1
 
         end = active.read_next_offset()
-        producer_state = ProducerStateManager(directory)
+        producer_state = ProducerStateManager(directory, fs)
         if end < log_start_offset:
             # Recovery (or files lost outside kpy) left nothing at or past the checkpointed
             # start: start over empty there (Kafka's deleteSegmentsIfLogStartGreaterThanLogEnd).
@@ -384,9 +393,9 @@ class Log:
                 segment.delete()
                 deleted += 1
             segments.clear()
-            deleted += len(list_snapshot_offsets(directory))
+            deleted += len(list_snapshot_offsets(directory, fs))
             producer_state.delete_snapshots()
-            segments.append(cls._open_segment(directory, log_start_offset, config, now_ms))
+            segments.append(cls._open_segment(fs, directory, log_start_offset, config, now_ms))
             created = True
             end = log_start_offset
         start = min(max(log_start_offset, segments[0].base_offset), end)
@@ -397,6 +406,7 @@ class Log:
             producer_state,
             start,
             end,
+            fs=fs,
         )
         log.recovered_segments = recovered
         log.rebuilt_indexes = rebuilt
@@ -405,22 +415,22 @@ class Log:
         log.last_flush_ms = now_ms
         removed_snapshots = log._rebuild_producer_state()
         if deleted or removed_snapshots or removed_files:
-            fsync_dir(directory)  # make the deletions durable before anything builds on them
+            fs.fsync_dir(directory)  # make the deletions durable before anything builds on them
         log._dir_dirty = created
         return log
 
     @staticmethod
-    def _clean_directory(directory: Path) -> tuple[list[int], int]:
+    def _clean_directory(fs: FileSystem, directory: Path) -> tuple[list[int], int]:
         """Delete stray files; return the sorted base offsets of the segments present and the
         number of files deleted."""
-        removed = Log._finish_swaps(directory)
+        removed = Log._finish_swaps(fs, directory)
         bases: list[int] = []
         index_stems: list[tuple[str, Path]] = []
-        for entry in directory.iterdir():
-            name = entry.name
+        for name in fs.listdir(directory):
+            entry = directory / name
             if name.endswith(STRAY_SUFFIXES):
-                if entry.is_file():
-                    entry.unlink()
+                if fs.is_file(entry):
+                    fs.unlink(entry)
                     removed += 1
                 continue
             stem, dot, suffix = name.partition(".")
@@ -433,12 +443,12 @@ class Log:
         have = {f"{b:020d}" for b in bases}
         for stem, entry in index_stems:
             if stem not in have:  # an index without its log
-                entry.unlink()
+                fs.unlink(entry)
                 removed += 1
         return sorted(bases), removed
 
     @staticmethod
-    def _finish_swaps(directory: Path) -> int:
+    def _finish_swaps(fs: FileSystem, directory: Path) -> int:
         """Complete or undo what the log cleaner left half done (Kafka's LogLoader
         removeTempFilesAndCollectSwapFiles and its swap completion); returns the files deleted.
 
@@ -453,8 +463,8 @@ class Log:
         removed = 0
         cleaned: list[tuple[int, Path]] = []
         swaps: list[tuple[int, Path]] = []
-        for entry in directory.iterdir():
-            name = entry.name
+        for name in fs.listdir(directory):
+            entry = directory / name
             stem = name.partition(".")[0]
             if not (stem.isdigit() and len(stem) == 20):
                 continue
@@ -464,22 +474,22 @@ class Log:
                 swaps.append((int(stem), entry))
         lowest_cleaned = min((base for base, _ in cleaned), default=None)
         for _, path in cleaned:
-            path.unlink()
+            fs.unlink(path)
             removed += 1
         complete: list[int] = []
         for base, path in swaps:
             if lowest_cleaned is not None and base >= lowest_cleaned:
-                path.unlink()
+                fs.unlink(path)
                 removed += 1
             elif path.name.endswith(LOG_SUFFIX + SWAP_SUFFIX):
                 complete.append(base)
         for base in sorted(complete):
             swap_log = segment_paths(directory, base, SWAP_SUFFIX)[0]
-            end = _next_offset_of_file(swap_log, base)
-            for other in directory.glob("*" + LOG_SUFFIX):
-                stem = other.name[: -len(LOG_SUFFIX)]
+            end = _next_offset_of_file(fs, swap_log, base)
+            for other in fs.names_ending(directory, LOG_SUFFIX):
+                stem = other[: -len(LOG_SUFFIX)]
                 if stem.isdigit() and len(stem) == 20 and base <= int(stem) < max(end, base + 1):
-                    _unlink_segment_files(directory, int(stem))
+                    _unlink_segment_files(fs, directory, int(stem))
                     removed += 1
             for swap, final in zip(
                 segment_paths(directory, base, SWAP_SUFFIX),
@@ -487,20 +497,23 @@ class Log:
                 strict=True,
             ):
                 with contextlib.suppress(FileNotFoundError):
-                    os.rename(swap, final)
-        for leftover in directory.glob("*" + SWAP_SUFFIX):  # index swaps without their .log
-            leftover.unlink()
+                    fs.rename(swap, final)
+        for leftover in fs.names_ending(directory, SWAP_SUFFIX):  # index swaps without a .log
+            fs.unlink(directory / leftover)
             removed += 1
         return removed
 
     @staticmethod
-    def _open_segment(directory: Path, base: int, config: LogConfig, now_ms: int) -> LogSegment:
+    def _open_segment(
+        fs: FileSystem, directory: Path, base: int, config: LogConfig, now_ms: int
+    ) -> LogSegment:
         return LogSegment(
             directory,
             base,
             index_interval_bytes=config.index_interval_bytes,
             max_index_size=config.segment_index_bytes,
             now_ms=now_ms,
+            fs=fs,
         )
 
     def _rebuild_producer_state(self) -> int:
@@ -681,10 +694,12 @@ class Log:
         time_entries = old.time_index.entries
         try:
             old.on_become_inactive()
-            new = self._open_segment(self.dir, self.log_end_offset, self.config, now_ms)
+            new = self._open_segment(self.fs, self.dir, self.log_end_offset, self.config, now_ms)
             if new.size:  # a leftover file at that name (Kafka deletes it too)
                 new.delete()
-                new = self._open_segment(self.dir, self.log_end_offset, self.config, now_ms)
+                new = self._open_segment(
+                    self.fs, self.dir, self.log_end_offset, self.config, now_ms
+                )
         except OSError:
             try:
                 old.time_index.truncate_to_entries(time_entries)
@@ -900,7 +915,7 @@ class Log:
         """
         doomed = list(doomed)
         if not doomed or self.cleaning:  # the next retention pass deletes them
-            return SegmentDeletion(self.dir)
+            return SegmentDeletion(self.fs, self.dir)
         segments = self._segments
         if list(segments[: len(doomed)]) != doomed:
             raise ValueError("delete_segments takes the oldest segments, in order")
@@ -910,7 +925,7 @@ class Log:
             if new is doomed[-1]:  # the active segment was empty: it stays
                 doomed.pop()
             if not doomed:
-                return SegmentDeletion(self.dir)
+                return SegmentDeletion(self.fs, self.dir)
         segments, bases = self._view
         first_kept = segments[len(doomed)].base_offset
         if first_kept > self.log_start_offset:
@@ -926,7 +941,7 @@ class Log:
                 self._view = (segments[kept:], bases[kept:])
                 self._retire(gone)
         snapshots = self._mark_snapshots_deleted(self._segments[0].base_offset)
-        return SegmentDeletion(self.dir, tuple(gone), snapshots)
+        return SegmentDeletion(self.fs, self.dir, tuple(gone), snapshots)
 
     def delete_segments_below_start(self, now_ms: int) -> SegmentDeletion:
         """Delete the segments wholly below the log start (Kafka's
@@ -954,7 +969,7 @@ class Log:
         their files still go, and the rest waits for the next check; with nothing to return,
         the error is raised. Files the failed rule had renamed already stay as ``*.deleted``
         until the next open removes them."""
-        deletion = SegmentDeletion(self.dir)
+        deletion = SegmentDeletion(self.fs, self.dir)
         rules: list[Callable[[], SegmentPredicate | None]] = [
             lambda: start_offset_breached(self.log_start_offset)
         ]
@@ -990,13 +1005,13 @@ class Log:
     def _mark_snapshots_deleted(self, below: int) -> tuple[Path, ...]:
         """Rename the producer snapshots below offset ``below`` to ``*.deleted``."""
         renamed: list[Path] = []
-        for offset in list_snapshot_offsets(self.dir):
+        for offset in list_snapshot_offsets(self.dir, self.fs):
             if offset >= below:
                 break
             path = snapshot_path(self.dir, offset)
             target = path.with_name(path.name + DELETED_SUFFIX)
             try:
-                os.rename(path, target)
+                self.fs.rename(path, target)
             except FileNotFoundError:
                 continue
             renamed.append(target)
@@ -1065,22 +1080,16 @@ class Log:
 
     def _flush_snapshots(self, above: int, up_to: int) -> None:
         """fsync the producer snapshots taken at rolls to offsets in (``above``, ``up_to``]."""
-        for offset in list_snapshot_offsets(self.dir):
+        for offset in list_snapshot_offsets(self.dir, self.fs):
             if above < offset <= up_to:
-                path = snapshot_path(self.dir, offset)
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:  # pruned or deleted with its segment meanwhile
-                    continue
-                try:
-                    fsync_file(fd, path)
-                finally:
-                    os.close(fd)
+                # Pruned or deleted with its segment meanwhile: nothing to make durable.
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.fsync_path(snapshot_path(self.dir, offset))
 
     def _flush_dir(self) -> None:
         """fsync the directory if a segment file was created since it was last fsynced."""
         if self._dir_dirty:
-            fsync_dir(self.dir)
+            self.fs.fsync_dir(self.dir)
             self._dir_dirty = False
 
     def close(self) -> None:
@@ -1127,8 +1136,8 @@ class Log:
         A reader still inside keeps the (now unlinked) files open until it leaves."""
         self.abandon()
         doomed = self.dir.with_name(f"{self.dir.name}.{uuid.uuid4().hex}-delete")
-        os.rename(self.dir, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        self.fs.rename(self.dir, doomed)
+        self.fs.rmtree(doomed)
 
     @property
     def offline(self) -> bool:
@@ -1141,5 +1150,6 @@ class Log:
 
     def snapshot_offsets(self) -> list[int]:
         return sorted(
-            int(p.name[: -len(SNAPSHOT_SUFFIX)]) for p in self.dir.glob("*" + SNAPSHOT_SUFFIX)
+            int(name[: -len(SNAPSHOT_SUFFIX)])
+            for name in self.fs.names_ending(self.dir, SNAPSHOT_SUFFIX)
         )

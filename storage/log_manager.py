@@ -35,6 +35,9 @@ Changing kpy-topics.json:
        names another topic id is deleted, as when the same name is created again).
 
 Every file above is written atomically: to ``<name>.tmp``, fsync, rename, fsync the directory.
+All of them, and the logs, are on the manager's FileSystem (``fs``, fs.py): the disk by default,
+or memory for a throwaway broker, where the same names hold the same bytes and nothing is
+durable.
 
 Threads: the event loop thread, except ``create_topic``, ``checkpoint`` and
 ``write_checkpoints``, which the broker runs on a worker thread (one at a time, under its admin
@@ -55,12 +58,9 @@ log is recovered at the next start.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
-import os
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -78,7 +78,7 @@ from kpy.storage.errors import (
     TopicExists,
     UnknownTopic,
 )
-from kpy.storage.files import fsync_dir, write_atomic
+from kpy.storage.fs import OS_FS, FileSystem
 from kpy.storage.log import Log
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,14 @@ class RecoveryProgress:
     """Progress lines for a long recovery at start-up (Kafka logs its "n/m logs loaded" and
     "n/m recovered" likewise): segments checked of the segments there are, logs opened."""
 
-    def __init__(self, root: Path, topics: Iterable[TopicInfo]) -> None:
+    def __init__(self, fs: FileSystem, root: Path, topics: Iterable[TopicInfo]) -> None:
         self.logs_total = 0
         self.segments_total = 0
         for info in topics:
             for partition in range(info.partitions):
                 self.logs_total += 1
-                directory = root / f"{info.name}-{partition}"
-                with contextlib.suppress(OSError), os.scandir(directory) as entries:
-                    self.segments_total += sum(e.name.endswith(".log") for e in entries)
+                directory = root / f"{info.name}-{partition}"  # missing: none, made at open
+                self.segments_total += len(fs.names_ending(directory, ".log"))
         self.logs = self.segments = 0
         self._began = self._said = time.monotonic()
 
@@ -166,10 +165,10 @@ def random_kafka_uuid() -> uuid.UUID:
             return value
 
 
-def read_offset_checkpoint(path: Path) -> dict[TopicPartition, int]:
+def read_offset_checkpoint(path: Path, fs: FileSystem = OS_FS) -> dict[TopicPartition, int]:
     """Parse Kafka's offset checkpoint file; a missing or malformed file reads as empty."""
     try:
-        lines = path.read_text("utf-8").splitlines()
+        lines = fs.read_text(path).splitlines()
     except FileNotFoundError:
         return {}
     try:
@@ -188,17 +187,19 @@ def read_offset_checkpoint(path: Path) -> dict[TopicPartition, int]:
         return {}
 
 
-def write_offset_checkpoint(path: Path, offsets: Mapping[TopicPartition, int]) -> None:
+def write_offset_checkpoint(
+    path: Path, offsets: Mapping[TopicPartition, int], fs: FileSystem = OS_FS
+) -> None:
     lines = ["0", str(len(offsets))]
     lines += [
         f"{topic} {partition} {offset}" for (topic, partition), offset in sorted(offsets.items())
     ]
-    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    fs.write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def read_properties(path: Path) -> dict[str, str]:
+def read_properties(path: Path, fs: FileSystem = OS_FS) -> dict[str, str]:
     props: dict[str, str] = {}
-    for raw in path.read_text("utf-8").splitlines():
+    for raw in fs.read_text(path).splitlines():
         line = raw.strip()
         if not line or line[0] in "#!":
             continue
@@ -207,10 +208,10 @@ def read_properties(path: Path) -> dict[str, str]:
     return props
 
 
-def write_properties(path: Path, props: Mapping[str, str]) -> None:
+def write_properties(path: Path, props: Mapping[str, str], fs: FileSystem = OS_FS) -> None:
     stamp = time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime())
     lines = ["#", f"#{stamp}"] + [f"{k}={v}" for k, v in props.items()]
-    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    fs.write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def validate_topic_name(name: str) -> None:
@@ -268,8 +269,10 @@ class LogManager:
         node_id: int,
         cluster_id: str,
         had_clean_shutdown: bool,
+        fs: FileSystem = OS_FS,
     ) -> None:
         self.data_dir = data_dir
+        self.fs = fs  # the disk or memory (fs.py): every log of this manager is on it
         self.default_config = default_config
         self.node_id = node_id
         self.cluster_id = cluster_id
@@ -289,29 +292,31 @@ class LogManager:
         *,
         node_id: int = 1,
         now_ms: int | None = None,
+        fs: FileSystem = OS_FS,
     ) -> LogManager:
-        """Open (or initialise) a data directory and every partition log in it.
+        """Open (or initialise) a data directory and every partition log in it, on ``fs`` (the
+        disk by default; a MemoryFileSystem keeps it all in memory).
 
         ``default_config_overrides`` uses Kafka's topic config names ("segment.bytes"); topic
         overrides apply on top of it.
         """
         root = Path(data_dir)
-        root.mkdir(parents=True, exist_ok=True)
+        fs.mkdir(root)
         now = int(time.time() * 1000) if now_ms is None else now_ms
         default_config = LogConfig.from_properties(default_config_overrides or {})
-        for tmp in root.glob("*.tmp"):
-            tmp.unlink()
-        cluster_id = cls._load_meta_properties(root, node_id)
+        for tmp in fs.names_ending(root, ".tmp"):
+            fs.unlink(root / tmp)
+        cluster_id = cls._load_meta_properties(fs, root, node_id)
         marker = root / CLEAN_SHUTDOWN_FILE
-        clean = marker.exists()
-        manager = cls(root, default_config, node_id, cluster_id, clean)
+        clean = fs.exists(marker)
+        manager = cls(root, default_config, node_id, cluster_id, clean, fs)
         try:
             for info in manager._read_topics_file():
                 manager._add_topic(info)
-            recovery_points = read_offset_checkpoint(root / RECOVERY_POINT_CHECKPOINT)
-            start_offsets = read_offset_checkpoint(root / LOG_START_OFFSET_CHECKPOINT)
+            recovery_points = read_offset_checkpoint(root / RECOVERY_POINT_CHECKPOINT, fs)
+            start_offsets = read_offset_checkpoint(root / LOG_START_OFFSET_CHECKPOINT, fs)
             manager._sweep(root)
-            progress = None if clean else RecoveryProgress(root, manager._topics.values())
+            progress = None if clean else RecoveryProgress(fs, root, manager._topics.values())
             for info in manager._topics.values():
                 for partition in range(info.partitions):
                     tp = (info.name, partition)
@@ -327,8 +332,8 @@ class LogManager:
                     if progress is not None:
                         progress.log_opened()
             if clean:
-                marker.unlink()
-                fsync_dir(root)
+                fs.unlink(marker)
+                fs.fsync_dir(root)
             manager._write_checkpoints()
         except BaseException:  # release the logs opened so far; write nothing more
             manager.abandon()
@@ -336,10 +341,10 @@ class LogManager:
         return manager
 
     @staticmethod
-    def _load_meta_properties(root: Path, node_id: int) -> str:
+    def _load_meta_properties(fs: FileSystem, root: Path, node_id: int) -> str:
         path = root / META_PROPERTIES
-        if path.exists():
-            props = read_properties(path)
+        if fs.exists(path):
+            props = read_properties(path, fs)
             if props.get("version") != "1":
                 raise InconsistentMetadata(f"{path}: unsupported version {props.get('version')}")
             if props.get("node.id") != str(node_id):
@@ -351,13 +356,15 @@ class LogManager:
                 raise InconsistentMetadata(f"{path}: no cluster.id")
             return cluster_id
         cluster_id = uuid_to_kafka(random_kafka_uuid())
-        write_properties(path, {"cluster.id": cluster_id, "node.id": str(node_id), "version": "1"})
+        write_properties(
+            path, {"cluster.id": cluster_id, "node.id": str(node_id), "version": "1"}, fs
+        )
         return cluster_id
 
     def _read_topics_file(self) -> list[TopicInfo]:
         path = self.data_dir / TOPICS_FILE
         try:
-            obj = json.loads(path.read_bytes())
+            obj = json.loads(self.fs.read_bytes(path))
         except FileNotFoundError:
             return []
         if obj.get("version") != TOPICS_FILE_VERSION:
@@ -371,15 +378,17 @@ class LogManager:
             "version": TOPICS_FILE_VERSION,
             "topics": [t.to_json() for t in sorted(values, key=lambda t: t.name)],
         }
-        write_atomic(self.data_dir / TOPICS_FILE, json.dumps(obj, indent=1).encode("utf-8"))
+        self.fs.write_atomic(self.data_dir / TOPICS_FILE, json.dumps(obj, indent=1).encode("utf-8"))
 
     def _sweep(self, root: Path) -> None:
         """Finish interrupted deletes; report directories that belong to no known partition."""
-        for entry in root.iterdir():
-            if not entry.is_dir():
+        fs = self.fs
+        for name in fs.listdir(root):
+            entry = root / name
+            if not fs.is_dir(entry):
                 continue
             if entry.name.endswith("-delete"):
-                shutil.rmtree(entry, ignore_errors=True)
+                fs.rmtree(entry)
                 continue
             topic, _, partition = entry.name.rpartition("-")
             info = self._topics.get(topic)
@@ -408,23 +417,24 @@ class LogManager:
     ) -> Log:
         """Open a partition's log, creating its directory and partition.metadata if missing
         (``sync_data_dir=False``: the caller fsyncs the data directory afterwards)."""
+        fs = self.fs
         directory = self.partition_dir(info.name, partition)
         metadata = directory / PARTITION_METADATA
         expected = f"version: 0\ntopic_id: {uuid_to_kafka(info.topic_id)}"
         if (
-            directory.exists()
-            and metadata.exists()
-            and metadata.read_text("utf-8").strip() != expected
+            fs.exists(directory)
+            and fs.exists(metadata)
+            and fs.read_text(metadata).strip() != expected
         ):
             # A directory left by a deleted topic of the same name: finish deleting it.
             doomed = directory.with_name(f"{directory.name}.{uuid.uuid4().hex}-delete")
-            os.rename(directory, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
-        if not metadata.exists():
-            directory.mkdir(parents=True, exist_ok=True)
-            write_atomic(metadata, expected.encode("utf-8"))
+            fs.rename(directory, doomed)
+            fs.rmtree(doomed)
+        if not fs.exists(metadata):
+            fs.mkdir(directory)
+            fs.write_atomic(metadata, expected.encode("utf-8"))
             if sync_data_dir:
-                fsync_dir(self.data_dir)
+                fs.fsync_dir(self.data_dir)
         return Log.open(
             directory,
             config or self.topic_config(info.name),
@@ -433,6 +443,7 @@ class LogManager:
             now_ms=now_ms,
             log_start_offset=log_start_offset,
             on_segment_checked=progress.segment_checked if progress is not None else None,
+            fs=fs,
         )
 
     # --- Topics ---
@@ -507,8 +518,8 @@ class LogManager:
         directory = self.partition_dir(info.name, partition)
         metadata = directory / PARTITION_METADATA
         expected = f"version: 0\ntopic_id: {uuid_to_kafka(info.topic_id)}"
-        if metadata.exists() and metadata.read_text("utf-8").strip() == expected:
-            shutil.rmtree(directory, ignore_errors=True)
+        if self.fs.exists(metadata) and self.fs.read_text(metadata).strip() == expected:
+            self.fs.rmtree(directory)
 
     def create_partitions(self, name: str, total: int, *, now_ms: int | None = None) -> TopicInfo:
         """Grow a topic to ``total`` partitions (CreatePartitions)."""
@@ -566,7 +577,7 @@ class LogManager:
             for future in futures:
                 future.result()  # the first error, once all are done
         if wanted:
-            fsync_dir(self.data_dir)
+            self.fs.fsync_dir(self.data_dir)
 
     def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo:
         """Replace a topic's overrides (AlterConfigs); open logs pick up the new config."""
@@ -613,7 +624,7 @@ class LogManager:
         self._logs = {tp: lg for tp, lg in self._logs.items() if tp[0] != name}
         for partition_log in doomed:
             partition_log.delete()
-        fsync_dir(self.data_dir)
+        self.fs.fsync_dir(self.data_dir)
         self._write_checkpoints()
         return info
 
@@ -635,10 +646,12 @@ class LogManager:
         write_offset_checkpoint(
             self.data_dir / RECOVERY_POINT_CHECKPOINT,
             {tp: lg.recovery_point for tp, lg in self._logs.items()},
+            self.fs,
         )
         write_offset_checkpoint(
             self.data_dir / LOG_START_OFFSET_CHECKPOINT,
             {tp: lg.log_start_offset for tp, lg in self._logs.items()},
+            self.fs,
         )
 
     def checkpoint(self, *, flush_active: bool = False) -> None:
@@ -678,7 +691,9 @@ class LogManager:
             if offline:
                 log.error("not writing %s: offline logs %s", CLEAN_SHUTDOWN_FILE, offline)
             else:
-                write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+                self.fs.write_atomic(
+                    self.data_dir / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}'
+                )
         finally:
             self.abandon()
 

@@ -10,6 +10,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, InvalidIndexEntry
+from kpy.storage.fs import OS_FS, FileSystem
 from kpy.storage.index_file import AbstractIndex
 
 DEFAULT_MAX_INDEX_SIZE = 10 * 1024 * 1024  # segment.index.bytes
@@ -52,9 +53,14 @@ class OffsetIndex(AbstractIndex):
     ENTRY_SIZE = 8
 
     def __init__(
-        self, path: Path, base_offset: int, max_index_size: int = DEFAULT_MAX_INDEX_SIZE
+        self,
+        path: Path,
+        base_offset: int,
+        max_index_size: int = DEFAULT_MAX_INDEX_SIZE,
+        *,
+        fs: FileSystem = OS_FS,
     ) -> None:
-        super().__init__(path, base_offset, max_index_size)
+        super().__init__(path, base_offset, max_index_size, fs)
 
     def _load(self, data: bytes) -> None:
         self._offsets, self._positions = _unpack_pairs(data)

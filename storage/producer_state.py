@@ -47,7 +47,6 @@ truncated by recovery) are deleted.
 from __future__ import annotations
 
 import enum
-import os
 import struct
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -63,7 +62,7 @@ from kpy.storage.errors import (
     InvalidTxnState,
     OutOfOrderSequence,
 )
-from kpy.storage.files import fsync_dir
+from kpy.storage.fs import OS_FS, FileSystem
 
 SNAPSHOT_SUFFIX = ".snapshot"
 NUM_BATCHES_TO_RETAIN = 5
@@ -345,10 +344,10 @@ def decode_snapshot(data: bytes) -> list[ProducerStateEntry]:
     return entries
 
 
-def list_snapshot_offsets(directory: Path) -> list[int]:
+def list_snapshot_offsets(directory: Path, fs: FileSystem = OS_FS) -> list[int]:
     offsets = []
-    for path in directory.glob("*" + SNAPSHOT_SUFFIX):
-        stem = path.name[: -len(SNAPSHOT_SUFFIX)]
+    for name in fs.names_ending(directory, SNAPSHOT_SUFFIX):
+        stem = name[: -len(SNAPSHOT_SUFFIX)]
         if stem.isdigit():
             offsets.append(int(stem))
     return sorted(offsets)
@@ -357,8 +356,9 @@ def list_snapshot_offsets(directory: Path) -> list[int]:
 class ProducerStateManager:
     """Per-partition producer state, its snapshots, and the offset it is current to."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, fs: FileSystem = OS_FS) -> None:
         self.directory = directory
+        self.fs = fs
         self.producers: dict[int, ProducerStateEntry] = {}
         self.map_end_offset = 0
         # Statistics for tests and metrics.
@@ -441,20 +441,13 @@ class ProducerStateManager:
 
     def take_snapshot(self, *, sync: bool = True) -> Path | None:
         """Write ``<map_end_offset>.snapshot`` unless it exists; prune old snapshots."""
+        fs = self.fs
         path = snapshot_path(self.directory, self.map_end_offset)
-        if path.exists():
+        if fs.exists(path):
             return None
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(encode_snapshot(self.producers.values()))
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if sync:
-            fsync_dir(self.directory)
-        for offset in list_snapshot_offsets(self.directory)[:-SNAPSHOTS_TO_KEEP]:
-            snapshot_path(self.directory, offset).unlink(missing_ok=True)
+        fs.write_atomic(path, encode_snapshot(self.producers.values()), sync=sync)
+        for offset in list_snapshot_offsets(self.directory, fs)[:-SNAPSHOTS_TO_KEEP]:
+            fs.unlink(snapshot_path(self.directory, offset), missing_ok=True)
         return path
 
     def truncate_and_reload(self, log_start_offset: int, log_end_offset: int) -> int:
@@ -463,25 +456,26 @@ class ProducerStateManager:
         Afterwards ``map_end_offset`` says where the caller must start replaying batches.
         Returns the number of files deleted (the caller fsyncs the directory if any).
         """
+        fs = self.fs
         removed = 0
-        for tmp in self.directory.glob("*" + SNAPSHOT_SUFFIX + ".tmp"):
-            tmp.unlink(missing_ok=True)
+        for name in fs.names_ending(self.directory, SNAPSHOT_SUFFIX + ".tmp"):
+            fs.unlink(self.directory / name, missing_ok=True)
             removed += 1
         self.producers = {}
         self.loaded_snapshot_offset = None
         self.map_end_offset = log_start_offset
-        for offset in reversed(list_snapshot_offsets(self.directory)):
+        for offset in reversed(list_snapshot_offsets(self.directory, fs)):
             path = snapshot_path(self.directory, offset)
             if offset > log_end_offset:
-                path.unlink(missing_ok=True)
+                fs.unlink(path, missing_ok=True)
                 removed += 1
                 continue
             if offset < log_start_offset:
                 break
             try:
-                entries = decode_snapshot(path.read_bytes())
+                entries = decode_snapshot(fs.read_bytes(path))
             except CorruptSnapshot:
-                path.unlink(missing_ok=True)
+                fs.unlink(path, missing_ok=True)
                 removed += 1
                 continue
             self.producers = {e.producer_id: e for e in entries}
@@ -491,5 +485,5 @@ class ProducerStateManager:
         return removed
 
     def delete_snapshots(self) -> None:
-        for offset in list_snapshot_offsets(self.directory):
-            snapshot_path(self.directory, offset).unlink(missing_ok=True)
+        for offset in list_snapshot_offsets(self.directory, self.fs):
+            self.fs.unlink(snapshot_path(self.directory, offset), missing_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,7 +22,7 @@ from kpy.protocol.records import (
 )
 from kpy.storage.config import LogConfig
 from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, LogOffline
-from kpy.storage.files import fsync_file
+from kpy.storage.fs import OS_FS, FileSystem
 from kpy.storage.offset_index import DEFAULT_MAX_INDEX_SIZE, OffsetIndex
 from kpy.storage.time_index import NO_TIMESTAMP, TimeIndex
 
@@ -97,11 +96,13 @@ class LogSegment:
 
     Descriptors: the .log stays open for the segment's life (reads need it); the two indexes are
     parked (descriptor closed, see index_file.py) once the segment becomes inactive, and
-    reopened only if a recovery, truncation or fsync needs them.
+    reopened only if a recovery, truncation or fsync needs them. Files and descriptors are the
+    segment's FileSystem's (``fs``: the disk, or memory; see fs.py), its descriptor calls
+    ``fs.io`` (on disk, the os module itself).
 
     Threads: one writer, the event loop thread (``append``, ``recover``, ``flush``, ``close``).
     ``read``, ``find_offset_by_timestamp`` and ``find_max_timestamp`` may run on a worker thread
-    concurrently with an append: they use ``os.pread`` (no shared file position) and never look
+    concurrently with an append: they use ``pread`` (no shared file position) and never look
     past the ``size`` they read when they start; ``append`` publishes the new size only after
     the bytes are written, and the new max timestamp only after the size (readers take the max
     timestamp before the size, so the batch holding it is always within the size they see).
@@ -134,15 +135,19 @@ class LogSegment:
         max_index_size: int = DEFAULT_MAX_INDEX_SIZE,
         now_ms: int = 0,
         suffix: str = "",
+        fs: FileSystem = OS_FS,
     ) -> None:
-        """Open the segment's files, creating any that are missing. ``suffix`` (the cleaner's
-        ``.cleaned``) is appended to the three file names; ``rename_suffix`` changes it.
+        """Open the segment's files (on ``fs``), creating any that are missing. ``suffix`` (the
+        cleaner's ``.cleaned``) is appended to the three file names; ``rename_suffix`` changes it.
 
         Never raises CorruptIndex: an index that is missing (for a non-empty .log) or fails its
         sanity check is replaced with an empty one and ``needs_recovery`` is set.
         """
         self.directory = directory
         self.base_offset = base_offset
+        self.fs = fs
+        # The descriptor calls (the os module on disk), looked up once: see fs.py.
+        self._io = fs.io
         self.index_interval_bytes = index_interval_bytes
         self.log_path, self.index_path, self.time_index_path = segment_paths(
             directory, base_offset, suffix
@@ -153,9 +158,9 @@ class LogSegment:
         self._tail: tuple[int, BatchHeader] | None = None
         # If opening fails half way, nothing else would ever close what was opened so far.
         with ExitStack() as opened:
-            self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-            opened.callback(os.close, self._fd)
-            self._size = os.fstat(self._fd).st_size
+            self._fd = fs.open(self.log_path)
+            opened.callback(self._io.close, self._fd)
+            self._size = fs.file_size(self._fd)
             self.offset_index = self._open_index(OffsetIndex, self.index_path, max_index_size)
             opened.callback(self.offset_index.abandon)
             self.time_index = self._open_index(TimeIndex, self.time_index_path, max_index_size)
@@ -177,12 +182,13 @@ class LogSegment:
             self._next_offset = base_offset
 
     def _open_index(self, cls: type[_I], path: Path, max_index_size: int) -> _I:
-        existed = path.exists()
+        fs = self.fs
+        existed = fs.exists(path)
         try:
-            index = cls(path, self.base_offset, max_index_size)
+            index = cls(path, self.base_offset, max_index_size, fs=fs)
         except CorruptIndex:
-            path.unlink()
-            index = cls(path, self.base_offset, max_index_size)
+            fs.unlink(path)
+            index = cls(path, self.base_offset, max_index_size, fs=fs)
             self.needs_recovery = True
         if not existed and self._size > 0:
             self.needs_recovery = True
@@ -273,7 +279,11 @@ class LogSegment:
         timestamp = self.max_timestamp_so_far()[0]
         if timestamp >= 0:
             return timestamp
-        return os.fstat(self._fd).st_mtime_ns // 1_000_000
+        return self.modified_ms()
+
+    def modified_ms(self) -> int:
+        """The .log file's last modification time, in ms (Java's File.lastModified)."""
+        return self.fs.file_mtime_ns(self._fd) // 1_000_000
 
     # --- Writing ---
 
@@ -304,7 +314,7 @@ class LogSegment:
         try:
             view = memoryview(batches)
             while view:
-                written = os.write(self._fd, view)
+                written = self._io.write(self._fd, view)
                 touched = True
                 view = view[written:]
             for rel, header in headers:
@@ -335,7 +345,7 @@ class LogSegment:
 
     def _undo_append(self, size: int, offset_entries: int, time_entries: int) -> None:
         """Cut the .log and both indexes back to what they held before a failed append."""
-        os.ftruncate(self._fd, size)
+        self._io.ftruncate(self._fd, size)
         self.offset_index.truncate_to_entries(offset_entries)
         self.time_index.truncate_to_entries(time_entries)
 
@@ -346,7 +356,7 @@ class LogSegment:
         """
         self.offset_index.reset()
         self.time_index.reset()
-        file_size = os.fstat(self._fd).st_size
+        file_size = self.fs.file_size(self._fd)
         max_timestamp = (NO_TIMESTAMP, self.base_offset)
         next_offset = self.base_offset
         valid = 0
@@ -373,7 +383,7 @@ class LogSegment:
             next_offset = header.next_offset
         truncated = file_size - valid
         if truncated:
-            os.ftruncate(self._fd, valid)
+            self._io.ftruncate(self._fd, valid)
         self._tail = None
         self._size = valid
         self._next_offset = next_offset
@@ -392,13 +402,13 @@ class LogSegment:
         while file_size - pos >= HEADER_SIZE:
             rel = pos - buf_start
             if rel + LOG_OVERHEAD > len(buf):
-                buf = os.pread(self._fd, min(_RECOVER_CHUNK, file_size - pos), pos)
+                buf = self._io.pread(self._fd, min(_RECOVER_CHUNK, file_size - pos), pos)
                 buf_start, rel = pos, 0
             size = batch_size_at(buf, rel)
             if size < HEADER_SIZE or pos + size > file_size:
                 return
             if rel + size > len(buf):
-                buf = os.pread(self._fd, max(size, min(_RECOVER_CHUNK, file_size - pos)), pos)
+                buf = self._io.pread(self._fd, max(size, min(_RECOVER_CHUNK, file_size - pos)), pos)
                 buf_start, rel = pos, 0
                 if len(buf) < size:
                     return
@@ -427,7 +437,7 @@ class LogSegment:
     def time_waited_for_roll(self, now_ms: int, message_timestamp: int) -> int:
         """Time since the first batch's timestamp, or since creation when it has none."""
         if self._rolling_timestamp is None and self._size >= HEADER_SIZE:
-            header = read_header(os.pread(self._fd, HEADER_SIZE, 0))
+            header = read_header(self._io.pread(self._fd, HEADER_SIZE, 0))
             self._rolling_timestamp = header.max_timestamp
         rolling = self._rolling_timestamp
         if rolling is not None and rolling >= 0:
@@ -448,7 +458,7 @@ class LogSegment:
     def flush(self) -> None:
         if self.retired:  # its records are gone from the log: nothing to make durable
             return
-        fsync_file(self._fd, self.log_path)
+        self.fs.fsync_file(self._fd, self.log_path)
         self.offset_index.flush()
         self.time_index.flush()
 
@@ -483,7 +493,7 @@ class LogSegment:
         fd, self._fd = self._fd, -1
         with ExitStack() as stack:  # all three, even if one fails
             if fd >= 0:
-                stack.callback(os.close, fd)
+                stack.callback(self._io.close, fd)
             stack.callback(self.time_index.abandon)
             stack.callback(self.offset_index.abandon)
 
@@ -495,7 +505,7 @@ class LogSegment:
         self.abandon()
         self.offset_index.delete()
         self.time_index.delete()
-        self.log_path.unlink(missing_ok=True)
+        self.fs.unlink(self.log_path, missing_ok=True)
 
     def mark_deleted(self) -> None:
         """Rename the files to ``*.deleted`` (the .log first, so a crash half way leaves only
@@ -506,7 +516,7 @@ class LogSegment:
         self.retired = True
         deleted = DELETED_SUFFIX
         log_path = self.log_path.with_name(self.log_path.name + deleted)
-        os.rename(self.log_path, log_path)
+        self.fs.rename(self.log_path, log_path)
         self.log_path = log_path
         self.index_path = self.index_path.with_name(self.index_path.name + deleted)
         self.offset_index.rename(self.index_path)
@@ -525,14 +535,14 @@ class LogSegment:
         self.index_path = index_path
         self.time_index.rename(time_index_path)
         self.time_index_path = time_index_path
-        os.rename(self.log_path, log_path)
+        self.fs.rename(self.log_path, log_path)
         self.log_path = log_path
 
     def unlink_files(self) -> None:
         """Remove the segment's files (after ``mark_deleted``), leaving the descriptors open:
         the space is freed once the owner closes them. Safe on any thread."""
         for path in (self.log_path, self.index_path, self.time_index_path):
-            path.unlink(missing_ok=True)
+            self.fs.unlink(path, missing_ok=True)
 
     # --- Reading (safe from a worker thread) ---
 
@@ -543,7 +553,7 @@ class LogSegment:
         while end - pos >= HEADER_SIZE:
             rel = pos - buf_start
             if rel + HEADER_SIZE > len(buf):
-                buf = os.pread(self._fd, min(_SCAN_CHUNK, end - pos), pos)
+                buf = self._io.pread(self._fd, min(_SCAN_CHUNK, end - pos), pos)
                 buf_start, rel = pos, 0
                 if len(buf) < HEADER_SIZE:
                     return
@@ -571,7 +581,7 @@ class LogSegment:
         while end - pos >= HEADER_SIZE:
             rel = pos - buf_start
             if rel + HEADER_SIZE > len(buf):
-                buf = os.pread(self._fd, min(_SCAN_CHUNK, end - pos), pos)
+                buf = self._io.pread(self._fd, min(_SCAN_CHUNK, end - pos), pos)
                 buf_start, rel = pos, 0
                 if len(buf) < HEADER_SIZE:
                     return None
@@ -632,7 +642,7 @@ class LogSegment:
         limit = min(limit, size - position)
         if limit < first.size:
             return b"", start_offset, False
-        data = os.pread(self._fd, limit, position)
+        data = self._io.pread(self._fd, limit, position)
         end, last = _whole_batches(data)
         next_offset = start_offset if last < 0 else read_header(data, last).next_offset
         whole = data if end == len(data) else memoryview(data)[:end]
@@ -647,7 +657,7 @@ class LogSegment:
 
     def read_at(self, position: int, size: int) -> bytes:
         """Raw bytes of the .log (for one batch whose position and size are known)."""
-        return os.pread(self._fd, size, position)
+        return self._io.pread(self._fd, size, position)
 
     def iter_batches(self, position: int = 0) -> Iterator[tuple[int, BatchHeader]]:
         """(position, header) of each whole batch from ``position`` to the current size."""
@@ -664,7 +674,7 @@ class LogSegment:
         _, position = self.offset_index.lookup(max(indexed_offset, start))
         for pos, header in self._iter_batches(position, size):
             if header.max_timestamp >= timestamp and header.last_offset >= start:
-                for record in decode_records(os.pread(self._fd, header.size, pos)):
+                for record in decode_records(self._io.pread(self._fd, header.size, pos)):
                     if record.timestamp >= timestamp and record.offset >= start:
                         return record.offset, record.timestamp
         return None
@@ -694,7 +704,7 @@ class LogSegment:
     ) -> tuple[int, int] | None:
         """(offset, timestamp) of the batch's first record at or after ``starting_offset`` with
         exactly ``timestamp``."""
-        for record in decode_records(os.pread(self._fd, header.size, pos)):
+        for record in decode_records(self._io.pread(self._fd, header.size, pos)):
             if record.timestamp == timestamp and record.offset >= starting_offset:
                 return record.offset, record.timestamp
         return None
@@ -712,7 +722,7 @@ class LogSegment:
                 if best is None or header.max_timestamp > best[0]:
                     best = (header.max_timestamp, pos)
                 continue
-            for record in decode_records(os.pread(self._fd, header.size, pos)):
+            for record in decode_records(self._io.pread(self._fd, header.size, pos)):
                 if record.offset >= starting_offset and (
                     straddling is None or record.timestamp > straddling[0]
                 ):
@@ -722,5 +732,5 @@ class LogSegment:
         if best is None:
             return None
         ts, pos = best
-        header = read_header(os.pread(self._fd, HEADER_SIZE, pos))
+        header = read_header(self._io.pread(self._fd, HEADER_SIZE, pos))
         return self._first_record_with(pos, header, ts, starting_offset)

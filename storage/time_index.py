@@ -9,6 +9,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, InvalidIndexEntry
+from kpy.storage.fs import OS_FS, FileSystem
 from kpy.storage.index_file import AbstractIndex
 from kpy.storage.offset_index import DEFAULT_MAX_INDEX_SIZE, INT32_MAX
 
@@ -41,9 +42,14 @@ class TimeIndex(AbstractIndex):
     ENTRY_SIZE = 12
 
     def __init__(
-        self, path: Path, base_offset: int, max_index_size: int = DEFAULT_MAX_INDEX_SIZE
+        self,
+        path: Path,
+        base_offset: int,
+        max_index_size: int = DEFAULT_MAX_INDEX_SIZE,
+        *,
+        fs: FileSystem = OS_FS,
     ) -> None:
-        super().__init__(path, base_offset, max_index_size)
+        super().__init__(path, base_offset, max_index_size, fs)
 
     def _load(self, data: bytes) -> None:
         self._timestamps: array[int] = array("q")

@@ -1,7 +1,9 @@
 """Start and stop a real kpy broker as a subprocess, for tests.
 
 The broker is the installed ``kpy`` (``python -m kpy``); it binds a free port (``--port 0``) and
-prints one ready line, from which the port is read.
+prints one ready line, from which the port is read. With ``in_memory`` it runs ``--in-memory``
+(no data directory on disk; ``data_dir``, if given, names the one in memory), and ``cwd`` sets
+the directory it runs in.
 """
 
 from __future__ import annotations
@@ -21,9 +23,20 @@ READY = re.compile(r"kpy listening on (\S+):(\d+)")
 class KpyProcess:
     kind = "kpy"
 
-    def __init__(self, data_dir: Path, overrides: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None,
+        overrides: dict[str, str] | None = None,
+        *,
+        in_memory: bool = False,
+        cwd: Path | None = None,
+    ) -> None:
+        if data_dir is None and not in_memory:
+            raise ValueError("a broker on disk needs a data directory")
         self.data_dir = data_dir
         self.overrides = dict(overrides or {})
+        self.in_memory = in_memory
+        self.cwd = cwd
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.output: list[str] = []
@@ -33,16 +46,11 @@ class KpyProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> KpyProcess:
-        args = [
-            sys.executable,
-            "-m",
-            "kpy",
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
+        args = [sys.executable, "-m", "kpy", "serve", "--port", str(self.port)]
+        if self.data_dir is not None:
+            args += ["--data-dir", str(self.data_dir)]
+        if self.in_memory:
+            args.append("--in-memory")
         for key, value in self.overrides.items():
             args += ["--override", f"{key}={value}"]
         self.output = []
@@ -52,6 +60,7 @@ class KpyProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=self.cwd,
         )
         ready = threading.Event()
 

@@ -8,39 +8,13 @@ import pytest
 
 pytest.importorskip("confluent_kafka")
 
-from clients.group_util import PARTITIONS, create_topic, produce, values
-from confluent_kafka import Consumer, TopicPartition
+from clients.group_util import PARTITIONS, consume, create_topic, group_consumer, produce, values
+from confluent_kafka import TopicPartition
 from kpy_process import KpyProcess
 
 TOPIC = "resumed"
 TOTAL = 600
 FIRST = 250
-
-
-def consumer(bootstrap: str, group: str) -> Consumer:
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500,
-        }
-    )
-    c.subscribe([TOPIC])
-    return c
-
-
-def consume(c: Consumer, count: int) -> list[tuple[int, int, bytes]]:
-    """(partition, offset, value) of the next ``count`` messages."""
-    got = []
-    while len(got) < count:
-        msg = c.poll(10)
-        assert msg is not None, f"stalled after {len(got)} message(s)"
-        assert msg.error() is None, msg.error()
-        got.append((msg.partition(), msg.offset(), msg.value()))
-    return got
 
 
 @pytest.mark.parametrize("stop", ["restart", "sigkill"])
@@ -49,7 +23,7 @@ def test_a_group_resumes_at_its_committed_offsets(kpy: KpyProcess, stop: str) ->
     produce(kpy.bootstrap, TOPIC, 0, TOTAL)
     group = f"resume-{stop}"
 
-    first = consumer(kpy.bootstrap, group)
+    first = group_consumer(kpy.bootstrap, group, TOPIC)
     before = consume(first, FIRST)
     first.commit(asynchronous=False)  # the position after each partition's last message
     wanted = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
@@ -65,7 +39,7 @@ def test_a_group_resumes_at_its_committed_offsets(kpy: KpyProcess, stop: str) ->
         kpy.kill()
         kpy.start()
 
-    second = consumer(kpy.bootstrap, group)
+    second = group_consumer(kpy.bootstrap, group, TOPIC)
     try:
         after = consume(second, TOTAL - FIRST)
         assert {tp.partition: tp.offset for tp in second.committed(wanted, timeout=10)} == (

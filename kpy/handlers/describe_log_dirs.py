@@ -6,14 +6,14 @@ topic list means every partition; partitions not hosted are left out, and a topi
 partitions is left is not listed). Each partition: its size in bytes (the segment files), offset
 lag 0 (the leader's high watermark is its log end offset) and is_future false (kpy never moves
 a replica between directories). v4 adds the file system's total and usable bytes (statvfs, as
-Java's FileStore reports them). A directory holding a log that went offline after a failed
+Java's FileStore reports them; with kpy.storage.in.memory, the machine's memory and what of it
+is available: FileSystem.disk_space). A directory holding a log that went offline after a failed
 write is KAFKA_STORAGE_ERROR, as Kafka takes the whole directory offline; failing to read the
 file system's sizes is UNKNOWN_SERVER_ERROR, as any other failure in Kafka.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from kpy.storage.log import Log
 
 KEY = 35
-MAX_LONG = (1 << 63) - 1
 
 
 @handles(KEY)
@@ -45,7 +44,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         result = _failed(mod, directory, ErrorCode.kafka_storage_error)
     else:
         try:
-            total, usable = await anyio.to_thread.run_sync(_space, directory)
+            total, usable = await anyio.to_thread.run_sync(broker.fs.disk_space, directory)
         except OSError:
             result = _failed(mod, directory, ErrorCode.unknown_server_error)
         else:
@@ -67,14 +66,6 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     mod = response_module(KEY, ctx.version)
     return make(mod.DescribeLogDirsResponse, throttle_time=0, error_code=error, results=())
-
-
-def _space(directory: str) -> tuple[int, int]:
-    """(total, usable) bytes of the file system holding ``directory``, as Java's FileStore
-    getTotalSpace / getUsableSpace (what an unprivileged user may still write)."""
-    st = os.statvfs(directory)
-    # Kafka's adjustForLargeFileSystems: a size past a Java long reads as Long.MAX_VALUE.
-    return min(st.f_blocks * st.f_frsize, MAX_LONG), min(st.f_bavail * st.f_frsize, MAX_LONG)
 
 
 def _topics(mod: Any, hosted: dict[tuple[str, int], Log]) -> tuple[Any, ...]:

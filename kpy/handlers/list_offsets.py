@@ -21,7 +21,6 @@ newest whose time is at or before it. Other negative timestamps are UNSUPPORTED_
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -107,7 +106,7 @@ def offsets_before(log: Log, timestamp: int, max_num_offsets: int) -> tuple[int,
     end, so the consumer's cap changes nothing)."""
     segments = log.segments
     pairs = [
-        (max(s.base_offset, log.log_start_offset), int(os.stat(s.log_path).st_mtime * 1000))
+        (max(s.base_offset, log.log_start_offset), s.fs.mtime_ns(s.log_path) // 1_000_000)
         for s in segments
     ]
     if segments[-1].size > 0:

@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kpy_process import KpyProcess
 
@@ -34,6 +34,34 @@ def produce(
 
 def values(start: int, stop: int) -> set[bytes]:
     return {b"%d" % i for i in range(start, stop)}
+
+
+def group_consumer(bootstrap: str, group: str, topic: str) -> Consumer:
+    """A confluent-kafka member of ``group`` subscribed to ``topic``: from the earliest offset
+    where the group committed none, committing only when told to."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+        }
+    )
+    c.subscribe([topic])
+    return c
+
+
+def consume(c: Consumer, count: int) -> list[tuple[int, int, bytes]]:
+    """(partition, offset, value) of the next ``count`` messages."""
+    got = []
+    while len(got) < count:
+        msg = c.poll(10)
+        assert msg is not None, f"stalled after {len(got)} message(s)"
+        assert msg.error() is None, msg.error()
+        got.append((msg.partition(), msg.offset(), msg.value()))
+    return got
 
 
 def wait_until(

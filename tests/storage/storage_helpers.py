@@ -1,15 +1,18 @@
-"""Batch builders for the storage tests (records with their own timestamps, producer fields)."""
+"""Batch builders for the storage tests (records with their own timestamps, producer fields),
+and file helpers that work on either file system."""
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import crc32c
 
 from kpy.protocol.records import BatchHeader, build_batch, validate_batches
+from kpy.storage.fs import FileSystem
 
 
 def _varint(out: bytearray, value: int) -> None:
@@ -99,3 +102,46 @@ class Opened:
     def __call__(self, resource: A) -> A:
         self._stack.callback(resource.abandon)
         return resource
+
+
+# --- Files, on either file system (the ``fs`` fixture) ---
+
+
+@contextmanager
+def descriptor(fs: FileSystem, path: Path) -> Iterator[int]:
+    """The file at ``path`` opened on ``fs`` (created if missing), closed after the block."""
+    fd = fs.open(path)
+    try:
+        yield fd
+    finally:
+        fs.io.close(fd)
+
+
+def file_size(fs: FileSystem, path: Path) -> int:
+    return len(fs.read_bytes(path))
+
+
+def truncate_file(fs: FileSystem, path: Path, size: int) -> None:
+    """Cut the file at ``path`` to ``size`` bytes (os.truncate)."""
+    with descriptor(fs, path) as fd:
+        fs.io.ftruncate(fd, size)
+
+
+def write_at(fs: FileSystem, path: Path, position: int, data: bytes) -> None:
+    """Overwrite bytes of the file in place (same file, as a write at an offset would)."""
+    with descriptor(fs, path) as fd:
+        tail = fs.io.pread(fd, fs.file_size(fd), position + len(data))
+        fs.io.ftruncate(fd, position)
+        fs.io.write(fd, data + tail)  # O_APPEND: at ``position`` now
+
+
+def append_to(fs: FileSystem, path: Path, data: bytes) -> None:
+    """Append ``data`` to the file at ``path`` (creating it)."""
+    with descriptor(fs, path) as fd:
+        fs.io.write(fd, data)
+
+
+def create_file(fs: FileSystem, path: Path, data: bytes = b"") -> None:
+    """Create (or replace) the file at ``path`` holding ``data``."""
+    fs.unlink(path, missing_ok=True)
+    append_to(fs, path, data)

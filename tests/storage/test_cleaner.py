@@ -6,7 +6,6 @@ of a group's swap leaving a log that opens with every key's latest value."""
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from kpy.storage.cleaner import (
     needs_cleaning,
     producer_last_offsets,
 )
+from kpy.storage.fs import FileSystem
 from kpy.storage.log import Log, LogConfig
 from kpy.storage.segment import CLEANED_SUFFIX, SWAP_SUFFIX
 
@@ -89,8 +89,10 @@ def test_offset_map_keeps_the_last_offset_put() -> None:
     assert len(offsets) == 2 and offsets.latest_offset == 7
 
 
-def test_dirty_ratio_excludes_the_active_segment(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, compact_config()))
+def test_dirty_ratio_excludes_the_active_segment(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, compact_config(), fs=fs))
     fill(log, 60, 5)
     segments = log.segments
     assert len(segments) > 3
@@ -109,8 +111,10 @@ def test_dirty_ratio_excludes_the_active_segment(tmp_path: Path, opened: Opened)
     assert cleanable_range(log, log.log_end_offset + 5, NOW).first_dirty == 0
 
 
-def test_min_cleanable_ratio_and_compaction_lags(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, compact_config(**{"min.cleanable.dirty.ratio": "0.9"})))
+def test_min_cleanable_ratio_and_compaction_lags(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, compact_config(**{"min.cleanable.dirty.ratio": "0.9"}), fs=fs))
     fill(log, 60, 5)
     segments = log.segments
     last_inactive = segments[-2]
@@ -135,8 +139,10 @@ def test_min_cleanable_ratio_and_compaction_lags(tmp_path: Path, opened: Opened)
 # --- 2. Cleaning ---
 
 
-def test_latest_value_per_key_kept_at_its_offset(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, compact_config()))
+def test_latest_value_per_key_kept_at_its_offset(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, compact_config(), fs=fs))
     latest = fill(log, 300, 10)
     before = contents(log)
     end = log.log_end_offset
@@ -151,14 +157,14 @@ def test_latest_value_per_key_kept_at_its_offset(tmp_path: Path, opened: Opened)
     assert sorted(below) == sorted((o, k) for k, o in last_below.items())
     assert stats.records_kept == len(below)
     assert log.log_end_offset == end
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".cleaned", ".swap"))]
-    assert not list(tmp_path.glob("*.deleted"))
+    assert not [n for n in fs.listdir(tmp_path) if n.endswith((".cleaned", ".swap"))]
+    assert not fs.names_ending(tmp_path, ".deleted")
     # Appends, reads by offset and a reopen after a crash all still work.
     put(log, b"k000", b"after")
     got = log.read(latest[b"k005"], 1 << 20)
     assert got is not None
     log.abandon()
-    reopened = opened(Log.open(tmp_path, compact_config(), clean_shutdown=False))
+    reopened = opened(Log.open(tmp_path, compact_config(), clean_shutdown=False, fs=fs))
     assert reopened.truncated_bytes == 0
     assert latest_of(contents(reopened))[b"k000"] == b"after"
     # A second pass cleans the rest and merges the small clean segments.
@@ -169,8 +175,8 @@ def test_latest_value_per_key_kept_at_its_offset(tmp_path: Path, opened: Opened)
     assert latest_of(contents(reopened))[b"k001"] == b"x" * 900
 
 
-def test_keyless_records_are_dropped(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, compact_config()))
+def test_keyless_records_are_dropped(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, compact_config(), fs=fs))
     put(log, None, b"no key")  # written by a client of an older kpy, or before compact was set
     fill(log, 60, 3)
     clean_log(log, None, NOW)
@@ -178,9 +184,9 @@ def test_keyless_records_are_dropped(tmp_path: Path, opened: Opened) -> None:
 
 
 def test_tombstones_stay_while_dirty_and_for_delete_retention(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, compact_config(**{"delete.retention.ms": "60000"})))
+    log = opened(Log.open(tmp_path, compact_config(**{"delete.retention.ms": "60000"}), fs=fs))
     fill(log, 40, 4)
     put(log, b"k001", None)
     fill(log, 40, 1, seed=3)  # k000 only: rolls past the tombstone
@@ -203,9 +209,9 @@ def test_tombstones_stay_while_dirty_and_for_delete_retention(
     "codec", [compression.GZIP, compression.SNAPPY, compression.LZ4, compression.ZSTD]
 )
 def test_compressed_batches_are_recompressed_with_their_codec(
-    tmp_path: Path, opened: Opened, codec: int
+    fs: FileSystem, tmp_path: Path, opened: Opened, codec: int
 ) -> None:
-    log = opened(Log.open(tmp_path, compact_config(**{"internal.segment.bytes": "3000"})))
+    log = opened(Log.open(tmp_path, compact_config(**{"internal.segment.bytes": "3000"}), fs=fs))
     for round_ in range(12):
         records = [
             Record(i, NOW + i, b"k%d" % (i % 4), b"r%d-%d" % (round_, i), ()) for i in range(8)
@@ -220,8 +226,10 @@ def test_compressed_batches_are_recompressed_with_their_codec(
             assert header.records_count < header.last_offset_delta + 1  # thinned, offsets kept
 
 
-def test_idempotent_producer_state_survives_cleaning(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, compact_config()))
+def test_idempotent_producer_state_survives_cleaning(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, compact_config(), fs=fs))
     pid, epoch = 42, 3
     for seq in range(30):
         batch = build_batch(
@@ -250,9 +258,9 @@ def test_idempotent_producer_state_survives_cleaning(tmp_path: Path, opened: Ope
     ]
     # After a crash and a replay from the start (no snapshots), the producer's state is back.
     log.abandon()
-    for snapshot in tmp_path.glob("*.snapshot"):
-        snapshot.unlink()
-    reopened = opened(Log.open(tmp_path, compact_config(), clean_shutdown=False))
+    for snapshot in fs.names_ending(tmp_path, ".snapshot"):
+        fs.unlink(tmp_path / snapshot)
+    reopened = opened(Log.open(tmp_path, compact_config(), clean_shutdown=False, fs=fs))
     entry = reopened.producer_state.last_entry(pid)
     assert entry is not None and entry.producer_epoch == epoch and entry.last_seq == 29
     # So the next batch in sequence is accepted and a repeat of the last one is a duplicate.
@@ -277,10 +285,10 @@ def _halted_clean(log: Log, step: str) -> None:
 
 @pytest.mark.parametrize("step", [*HALT_STEPS, "index-renamed", "log-renamed"])
 def test_crash_after_each_step_leaves_a_valid_log(
-    tmp_path: Path, opened: Opened, step: str
+    fs: FileSystem, tmp_path: Path, opened: Opened, step: str
 ) -> None:
     config = compact_config(**{"internal.segment.bytes": "3000"})
-    log = opened(Log.open(tmp_path, config))
+    log = opened(Log.open(tmp_path, config, fs=fs))
     fill(log, 200, 8)
     expected = latest_of(contents(log))
     end = log.log_end_offset
@@ -289,17 +297,17 @@ def test_crash_after_each_step_leaves_a_valid_log(
     stem = f"{first_base:020d}"
     if step == "index-renamed":  # the index files renamed in, the .log not yet
         for suffix in (".index", ".timeindex"):
-            os.rename(tmp_path / (stem + suffix + SWAP_SUFFIX), tmp_path / (stem + suffix))
+            fs.rename(tmp_path / (stem + suffix + SWAP_SUFFIX), tmp_path / (stem + suffix))
     if step == "log-renamed":  # the .log renamed in, then the crash (indexes still .swap)
-        os.rename(tmp_path / (stem + ".log" + SWAP_SUFFIX), tmp_path / (stem + ".log"))
+        fs.rename(tmp_path / (stem + ".log" + SWAP_SUFFIX), tmp_path / (stem + ".log"))
     log.abandon()
-    reopened = opened(Log.open(tmp_path, config, clean_shutdown=False))
+    reopened = opened(Log.open(tmp_path, config, clean_shutdown=False, fs=fs))
     assert reopened.truncated_bytes == 0
     assert reopened.log_end_offset == end
     assert latest_of(contents(reopened)) == expected
     offsets = [o for o, _, _ in contents(reopened)]
     assert offsets == sorted(set(offsets))  # no segment overlaps another
-    left = [p.name for p in tmp_path.iterdir() if p.name.endswith((CLEANED_SUFFIX, SWAP_SUFFIX))]
+    left = [n for n in fs.listdir(tmp_path) if n.endswith((CLEANED_SUFFIX, SWAP_SUFFIX))]
     assert left == []
     # The half-done group completes (or is redone) by the next cleaning.
     clean_log(reopened, None, NOW)

@@ -9,6 +9,7 @@ from storage_helpers import Opened, batch_with_timestamps, offsets_in, request
 
 from kpy.protocol.records import build_batch, decode_records, validate_batches
 from kpy.storage.errors import InvalidConfig, OffsetOutOfRange, RecordTooLarge
+from kpy.storage.fs import FileSystem
 from kpy.storage.log import Log, LogConfig
 
 
@@ -31,8 +32,8 @@ def test_log_config_from_kafka_names() -> None:
             LogConfig.from_properties(bad)
 
 
-def test_offsets_are_assigned_sequentially(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_offsets_are_assigned_sequentially(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     r1 = log.append(*request(build_batch([(None, b"a")] * 3)), now_ms=0)
     r2 = log.append(
         *request(build_batch([(None, b"b")] * 2), build_batch([(None, b"c")])), now_ms=0
@@ -45,8 +46,10 @@ def test_offsets_are_assigned_sequentially(tmp_path: Path, opened: Opened) -> No
         log.read(7, 100)
 
 
-def test_log_append_time_rewrites_timestamps(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, LogConfig(message_timestamp_type="LogAppendTime")))
+def test_log_append_time_rewrites_timestamps(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, LogConfig(message_timestamp_type="LogAppendTime"), fs=fs))
     result = log.append(*request(build_batch([(None, b"a")] * 2, timestamp=5)), now_ms=99_000)
     assert result.log_append_time_ms == 99_000
     data = log.read(0, 1 << 20)
@@ -58,9 +61,9 @@ def test_log_append_time_rewrites_timestamps(tmp_path: Path, opened: Opened) -> 
 
 
 def test_read_continues_across_segments_and_honours_max_bytes(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=300)))
+    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=300), fs=fs))
     size = 0
     for i in range(20):
         buf, headers = request(build_batch([(None, b"x" * 30)], timestamp=i))
@@ -75,8 +78,8 @@ def test_read_continues_across_segments_and_honours_max_bytes(
     assert log.read(3, 1, min_one=False) == b""
 
 
-def test_offset_for_timestamp_and_specials(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=250, index_interval_bytes=0)))
+def test_offset_for_timestamp_and_specials(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=250, index_interval_bytes=0), fs=fs))
     stamps = [[10, 30, 20], [25, 50], [40, 45, 70], [60]]
     for group in stamps:
         log.append(*request(batch_with_timestamps([b"v"] * len(group), group)), now_ms=0)
@@ -93,22 +96,24 @@ def test_offset_for_timestamp_and_specials(tmp_path: Path, opened: Opened) -> No
     assert (log.earliest_offset(), log.latest_offset()) == (0, 9)
 
 
-def test_empty_log_lookups(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_empty_log_lookups(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     assert log.offset_for_timestamp(0) is None
     assert log.max_timestamp() is None
     assert log.read(0, 100) == b""
 
 
-def test_too_large_batch_is_rejected(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, LogConfig(max_message_bytes=100)))
+def test_too_large_batch_is_rejected(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, LogConfig(max_message_bytes=100), fs=fs))
     with pytest.raises(RecordTooLarge):
         log.append(*request(build_batch([(None, b"x" * 200)])), now_ms=0)
     assert log.log_end_offset == 0
 
 
-def test_roll_by_time_and_flush_advances_recovery_point(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, LogConfig(segment_ms=1000)))
+def test_roll_by_time_and_flush_advances_recovery_point(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, LogConfig(segment_ms=1000), fs=fs))
     log.append(*request(build_batch([(None, b"a")], timestamp=5000)), now_ms=0)
     log.append(*request(build_batch([(None, b"a")], timestamp=6000)), now_ms=0)
     assert len(log.segments) == 1
@@ -122,24 +127,26 @@ def test_roll_by_time_and_flush_advances_recovery_point(tmp_path: Path, opened: 
     assert log.recovery_point == 3
 
 
-def test_leader_epoch_is_stamped(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_leader_epoch_is_stamped(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     log.append(*request(build_batch([(None, b"a")])), now_ms=0, leader_epoch=7)
     (header,) = validate_batches(log.read(0, 1000))
     assert header.partition_leader_epoch == 7
 
 
-def test_delete_removes_directory(tmp_path: Path, opened: Opened) -> None:
+def test_delete_removes_directory(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
     d = tmp_path / "t-0"
-    log = opened(Log.open(d))
+    log = opened(Log.open(d, fs=fs))
     log.append(*request(build_batch([(None, b"a")])), now_ms=0)
     log.delete()
-    assert not d.exists()
-    assert list(tmp_path.iterdir()) == []
+    assert not fs.exists(d)
+    assert fs.listdir(tmp_path) == []
 
 
-def test_reads_on_a_thread_while_appending_and_rolling(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=400, index_interval_bytes=50)))
+def test_reads_on_a_thread_while_appending_and_rolling(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=400, index_interval_bytes=50), fs=fs))
     stop = threading.Event()
     failures: list[BaseException] = []
     seen = 0
@@ -169,8 +176,10 @@ def test_reads_on_a_thread_while_appending_and_rolling(tmp_path: Path, opened: O
     assert seen > 0
 
 
-def test_abandon_releases_files_without_writing(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=300)))
+def test_abandon_releases_files_without_writing(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=300), fs=fs))
     for i in range(10):
         log.append(*request(build_batch([(None, b"x" * 30)], timestamp=i)), now_ms=0)
     assert len(log.segments) > 1
@@ -182,15 +191,17 @@ def test_abandon_releases_files_without_writing(tmp_path: Path, opened: Opened) 
     assert log.log_end_offset not in log.snapshot_offsets()
 
 
-def test_failed_open_releases_what_it_opened(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=300)))
+def test_failed_open_releases_what_it_opened(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=300), fs=fs))
     for i in range(10):
         log.append(*request(build_batch([(None, b"x" * 30)], timestamp=i)), now_ms=0)
     log.close()
     last = log.segments[-1]
     assert len(log.segments) > 1
-    last.time_index_path.unlink()
-    last.time_index_path.mkdir()  # the last segment's .log and .index open, its time index fails
+    fs.unlink(last.time_index_path)
+    fs.mkdir(last.time_index_path)  # the last segment's .log and .index open, its time index fails
     with pytest.raises(IsADirectoryError):
-        Log.open(tmp_path, LogConfig(segment_bytes=300), clean_shutdown=True)
+        Log.open(tmp_path, LogConfig(segment_bytes=300), clean_shutdown=True, fs=fs)
     # the autouse no_fd_leaks fixture checks that every segment opened so far was released

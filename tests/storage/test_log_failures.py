@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from storage_helpers import Opened, offsets_in, request
+from storage_helpers import Opened, offsets_in, request, truncate_file, write_at
 
-import kpy.storage.log as log_module
 from kpy.protocol.records import BatchHeader, build_batch, set_base_offset
 from kpy.storage.errors import LogClosed, LogOffline
-from kpy.storage.files import fsync_dir
+from kpy.storage.fs import FileSystem, OsFileSystem, StrPath
 from kpy.storage.index_file import IndexFile
 from kpy.storage.log import Log, LogConfig
 from kpy.storage.log_manager import CLEAN_SHUTDOWN_FILE, TOPICS_FILE, LogManager
@@ -172,24 +171,26 @@ def test_write_failing_before_any_byte_needs_no_undo(
 # --- 2. Gaps in the offsets ---
 
 
-def shorten_first_segment(tmp_path: Path, opened: Opened) -> tuple[Log, int, int]:
+def shorten_first_segment(fs: FileSystem, tmp_path: Path, opened: Opened) -> tuple[Log, int, int]:
     """A log of several segments whose first lost its last batch (at a batch boundary) after
     being written: returns (the log, closed; the gap's first offset; the log end offset)."""
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     sizes = fill(log, 30)
     assert len(log.segments) >= 3
     first = log.segments[0]
     gap = log.segments[1].base_offset - 2
     end = log.log_end_offset
     log.close()
-    os.truncate(first.log_path, first.size - sizes[0])
+    truncate_file(fs, first.log_path, first.size - sizes[0])
     return log, gap, end
 
 
-def test_read_steps_over_a_gap_between_segments(tmp_path: Path, opened: Opened) -> None:
-    log, gap, end = shorten_first_segment(tmp_path, opened)
+def test_read_steps_over_a_gap_between_segments(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log, gap, end = shorten_first_segment(fs, tmp_path, opened)
     second = log.segments[1].base_offset
-    again = opened(Log.open(tmp_path, CONFIG, recovery_point=end, clean_shutdown=True))
+    again = opened(Log.open(tmp_path, CONFIG, recovery_point=end, clean_shutdown=True, fs=fs))
     assert again.log_end_offset == end
     assert offsets_in(again.read(gap, 1, min_one=True)) == [(second, second + 1)]
     assert offsets_in(again.read(gap + 1, 1, min_one=True)) == [(second, second + 1)]
@@ -197,21 +198,25 @@ def test_read_steps_over_a_gap_between_segments(tmp_path: Path, opened: Opened) 
     assert everything == [b for b in range(0, end, 2) if b != gap]
 
 
-def test_gap_in_an_unflushed_segment_is_kept_and_read_over(tmp_path: Path, opened: Opened) -> None:
+def test_gap_in_an_unflushed_segment_is_kept_and_read_over(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
     # Kafka keeps later segments when one ends cleanly short of the next (compaction makes such
     # gaps); only a torn or corrupt batch drops what follows.
-    log, gap, end = shorten_first_segment(tmp_path, opened)
+    log, gap, end = shorten_first_segment(fs, tmp_path, opened)
     bases = [s.base_offset for s in log.segments]
-    again = opened(Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=False))
+    again = opened(Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=False, fs=fs))
     assert [s.base_offset for s in again.segments] == bases
     assert (again.log_end_offset, again.deleted_segments) == (end, 0)
     assert again.read(gap, 1 << 20)
 
 
-def test_gap_below_the_recovery_point_is_kept(tmp_path: Path, opened: Opened) -> None:
-    log, _, end = shorten_first_segment(tmp_path, opened)
+def test_gap_below_the_recovery_point_is_kept(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log, _, end = shorten_first_segment(fs, tmp_path, opened)
     bases = [s.base_offset for s in log.segments]
-    again = opened(Log.open(tmp_path, CONFIG, recovery_point=end, clean_shutdown=False))
+    again = opened(Log.open(tmp_path, CONFIG, recovery_point=end, clean_shutdown=False, fs=fs))
     assert [s.base_offset for s in again.segments] == bases
     assert (again.log_end_offset, again.deleted_segments) == (end, 0)
 
@@ -220,9 +225,9 @@ def test_gap_below_the_recovery_point_is_kept(tmp_path: Path, opened: Opened) ->
 
 
 def test_index_rebuild_below_recovery_point_deletes_nothing_after_it(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     sizes = fill(log, 35)
     log.flush(up_to=log.segments[2].base_offset)
     recovery_point = log.recovery_point
@@ -230,13 +235,12 @@ def test_index_rebuild_below_recovery_point_deletes_nothing_after_it(
     end = log.log_end_offset
     first = log.segments[0]
     log.abandon()  # crash
-    first.index_path.unlink()  # index lost: rebuild
-    with open(first.log_path, "r+b") as f:  # one flipped byte in its last batch
-        f.seek(first.size - 5)
-        byte = f.read(1)
-        f.seek(first.size - 5)
-        f.write(bytes([byte[0] ^ 1]))
-    again = opened(Log.open(tmp_path, CONFIG, recovery_point=recovery_point, clean_shutdown=False))
+    fs.unlink(first.index_path)  # index lost: rebuild
+    byte = fs.read_bytes(first.log_path)[first.size - 5]  # one flipped byte in its last batch
+    write_at(fs, first.log_path, first.size - 5, bytes([byte ^ 1]))
+    again = opened(
+        Log.open(tmp_path, CONFIG, recovery_point=recovery_point, clean_shutdown=False, fs=fs)
+    )
     assert [s.base_offset for s in again.segments] == bases
     assert (again.log_end_offset, again.deleted_segments) == (end, 0)
     assert again.truncated_bytes == sizes[0]
@@ -244,13 +248,13 @@ def test_index_rebuild_below_recovery_point_deletes_nothing_after_it(
 
 
 def test_unclean_open_validates_each_segment_once(
-    tmp_path: Path, opened: Opened, monkeypatch: pytest.MonkeyPatch
+    fs: FileSystem, tmp_path: Path, opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 30)
     log.abandon()  # crash
     for segment in log.segments:
-        segment.index_path.unlink()
+        fs.unlink(segment.index_path)
     recovered: list[int] = []
     real_recover = LogSegment.recover
 
@@ -259,7 +263,7 @@ def test_unclean_open_validates_each_segment_once(
         return real_recover(self)
 
     monkeypatch.setattr(LogSegment, "recover", counting)
-    again = opened(Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=False))
+    again = opened(Log.open(tmp_path, CONFIG, recovery_point=0, clean_shutdown=False, fs=fs))
     assert sorted(recovered) == [s.base_offset for s in log.segments]
     assert again.recovered_segments == again.rebuilt_indexes == len(log.segments)
 
@@ -270,13 +274,13 @@ def test_unclean_open_validates_each_segment_once(
 @pytest.fixture
 def dir_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     synced: list[Path] = []
-    real = fsync_dir
+    real = OsFileSystem.fsync_dir
 
-    def record(directory: Path) -> None:
-        synced.append(directory)
-        real(directory)
+    def record(self: OsFileSystem, directory: StrPath) -> None:
+        synced.append(Path(directory))
+        real(self, directory)
 
-    monkeypatch.setattr(log_module, "fsync_dir", record, raising=False)
+    monkeypatch.setattr(OsFileSystem, "fsync_dir", record)
     return synced
 
 
@@ -351,8 +355,10 @@ class Traced(LogSegment):
         return super().__getattribute__(name)
 
 
-def test_append_publishes_max_timestamp_after_size(tmp_path: Path, opened: Opened) -> None:
-    segment = opened(Traced(tmp_path, 0))
+def test_append_publishes_max_timestamp_after_size(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    segment = opened(Traced(tmp_path, 0, fs=fs))
     segment.append(build_batch([(None, b"a")], timestamp=5))
     segment.events.clear()
     second = bytearray(build_batch([(None, b"b")], timestamp=7))
@@ -391,13 +397,14 @@ def paused_reads(
 
 @pytest.mark.parametrize("how", ["delete", "close"])
 def test_close_or_delete_waits_for_a_reader_on_another_thread(
+    fs: FileSystem,
     tmp_path: Path,
     opened: Opened,
     paused_reads: tuple[threading.Event, threading.Event],
     how: str,
 ) -> None:
     inside, resume = paused_reads
-    log = opened(Log.open(tmp_path / "t-0", CONFIG))
+    log = opened(Log.open(tmp_path / "t-0", CONFIG, fs=fs))
     fill(log, 30)
     results: list[object] = []
     thread = threading.Thread(target=lambda: results.append(_read_all(log)))
@@ -429,14 +436,14 @@ def _read_all(log: Log) -> object:
 
 
 def test_create_topic_publishes_after_its_logs_are_open(
-    tmp_path: Path, opened: Opened, monkeypatch: pytest.MonkeyPatch
+    fs: FileSystem, tmp_path: Path, opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manager = opened(LogManager.open(tmp_path))
+    manager = opened(LogManager.open(tmp_path, fs=fs))
     seen: list[tuple[bool, bool, bool]] = []
     real_open = Log.open
 
     def observing_open(path: Path | str, *args: Any, **kwargs: Any) -> Log:
-        topics = json.loads((tmp_path / TOPICS_FILE).read_text())["topics"]
+        topics = json.loads(fs.read_text(tmp_path / TOPICS_FILE))["topics"]
         seen.append(
             (
                 manager.topic("t") is not None,
@@ -446,20 +453,21 @@ def test_create_topic_publishes_after_its_logs_are_open(
         )
         return real_open(path, *args, **kwargs)
 
-    (tmp_path / TOPICS_FILE).write_text('{"version": 1, "topics": []}')
+    fs.write_atomic(tmp_path / TOPICS_FILE, b'{"version": 1, "topics": []}')
     monkeypatch.setattr(Log, "open", observing_open)
     manager.create_topic("t", 3)
     assert seen == [(False, False, False)] * 3
     assert manager.topic("t") is not None
     assert all(manager.get_log("t", p) is not None for p in range(3))
-    assert [t["name"] for t in json.loads((tmp_path / TOPICS_FILE).read_text())["topics"]] == ["t"]
+    topics = json.loads(fs.read_text(tmp_path / TOPICS_FILE))["topics"]
+    assert [t["name"] for t in topics] == ["t"]
     manager.close()
 
 
 def test_create_topic_failure_leaves_nothing(
-    tmp_path: Path, opened: Opened, monkeypatch: pytest.MonkeyPatch
+    fs: FileSystem, tmp_path: Path, opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manager = opened(LogManager.open(tmp_path))
+    manager = opened(LogManager.open(tmp_path, fs=fs))
     real_open = Log.open
 
     def failing_open(path: Path | str, *args: Any, **kwargs: Any) -> Log:
@@ -472,8 +480,8 @@ def test_create_topic_failure_leaves_nothing(
         manager.create_topic("t", 3)
     assert manager.topic("t") is None
     assert manager.logs() == {}
-    assert not any(manager.partition_dir("t", p).exists() for p in range(3))
-    assert not (tmp_path / TOPICS_FILE).exists()
+    assert not any(fs.exists(manager.partition_dir("t", p)) for p in range(3))
+    assert not fs.exists(tmp_path / TOPICS_FILE)
     monkeypatch.undo()
     manager.create_topic("t", 3)  # and it can be created afterwards
     manager.close()
@@ -483,10 +491,10 @@ def test_create_topic_failure_leaves_nothing(
 
 
 def test_max_timestamp_scans_only_past_the_last_index_entry(
-    tmp_path: Path, opened: Opened, monkeypatch: pytest.MonkeyPatch
+    fs: FileSystem, tmp_path: Path, opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = LogConfig(segment_bytes=20_000, index_interval_bytes=300)
-    log = opened(Log.open(tmp_path, config))
+    log = opened(Log.open(tmp_path, config, fs=fs))
     fill(log, 100, timestamp=1000)  # one timestamp: a single time index entry, at the start
     append(log, 100, timestamp=999)
     end = log.log_end_offset
@@ -502,7 +510,7 @@ def test_max_timestamp_scans_only_past_the_last_index_entry(
             yield item
 
     monkeypatch.setattr(LogSegment, "_iter_batches", counting)
-    again = opened(Log.open(tmp_path, config, recovery_point=end, clean_shutdown=True))
+    again = opened(Log.open(tmp_path, config, recovery_point=end, clean_shutdown=True, fs=fs))
     assert scanned < 10
     assert again.active_segment.max_timestamp_so_far() == (1000, 1)
     assert again.max_timestamp() == (0, 1000)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +9,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from storage_helpers import batch_with_timestamps, request
+from storage_helpers import batch_with_timestamps, request, truncate_file
 
 from kpy.protocol.records import decode_records, validate_batches
+from kpy.storage.fs import OS_FS, FileSystem, MemoryFileSystem
 from kpy.storage.log import Log, LogConfig
 
 CONFIG = LogConfig(segment_bytes=700, index_interval_bytes=120)
@@ -37,17 +37,26 @@ class ModelBatch:
 
 
 class LogMachine(RuleBasedStateMachine):
+    in_memory = False  # on the disk (OS_FS), or on a MemoryFileSystem of its own
+
     def __init__(self) -> None:
         super().__init__()
-        self.dir = Path(tempfile.mkdtemp(prefix="kpy-log-prop-"))
-        self.log = Log.open(self.dir, CONFIG)
+        self.fs: FileSystem
+        if self.in_memory:
+            self.fs = MemoryFileSystem()
+            self.dir = Path("/kpy-log-prop")
+            self.fs.mkdir(self.dir)
+        else:
+            self.fs = OS_FS
+            self.dir = Path(tempfile.mkdtemp(prefix="kpy-log-prop-"))
+        self.log = Log.open(self.dir, CONFIG, fs=self.fs)
         self.batches: list[ModelBatch] = []
 
     def teardown(self) -> None:
         try:
             self.log.abandon()  # releases the files; a no-op if the last step closed the log
         finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self.fs.rmtree(self.dir)
 
     @property
     def end(self) -> int:
@@ -122,7 +131,7 @@ class LogMachine(RuleBasedStateMachine):
     def clean_restart(self) -> None:
         end = self.log.log_end_offset
         self.log.close()
-        self.log = Log.open(self.dir, CONFIG, recovery_point=end, clean_shutdown=True)
+        self.log = Log.open(self.dir, CONFIG, recovery_point=end, clean_shutdown=True, fs=self.fs)
         assert self.log.recovered_segments == 0
         assert self.log.rebuilt_indexes == 0
 
@@ -132,8 +141,7 @@ class LogMachine(RuleBasedStateMachine):
         cut = data.draw(st.integers(min_value=0, max_value=active.size))
         recovery_point = self.log.recovery_point
         self.log.abandon()  # crash: no close
-        with open(active.log_path, "r+b") as f:  # the tail is lost
-            f.truncate(cut)
+        truncate_file(self.fs, active.log_path, cut)  # the tail is lost
         pos = 0
         kept: list[ModelBatch] = []
         for batch in self.batches:
@@ -145,7 +153,9 @@ class LogMachine(RuleBasedStateMachine):
             else:
                 break
         self.batches = kept
-        self.log = Log.open(self.dir, CONFIG, recovery_point=recovery_point, clean_shutdown=False)
+        self.log = Log.open(
+            self.dir, CONFIG, recovery_point=recovery_point, clean_shutdown=False, fs=self.fs
+        )
         assert self.log.truncated_bytes == cut - pos
 
     @rule()
@@ -159,10 +169,16 @@ class LogMachine(RuleBasedStateMachine):
         assert self.log.active_segment.base_offset <= self.end
 
 
-LogMachine.TestCase.settings = settings(
-    max_examples=50,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+class MemoryLogMachine(LogMachine):
+    in_memory = True
+
+
+for _machine in (LogMachine, MemoryLogMachine):
+    _machine.TestCase.settings = settings(
+        max_examples=50,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 test_log_against_model = LogMachine.TestCase
+test_log_in_memory_against_model = MemoryLogMachine.TestCase

@@ -14,6 +14,7 @@ from storage_helpers import Opened, batch_with_timestamps, idempotent_batch, off
 
 from kpy.protocol.records import build_batch
 from kpy.storage.errors import OffsetOutOfRange
+from kpy.storage.fs import FileSystem
 from kpy.storage.log import Log, LogConfig
 from kpy.storage.log_manager import (
     LOG_START_OFFSET_CHECKPOINT,
@@ -36,8 +37,8 @@ def bases(log: Log) -> list[int]:
     return [s.base_offset for s in log.segments]
 
 
-def files(directory: Path, suffix: str) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.endswith(suffix))
+def files(fs: FileSystem, directory: Path, suffix: str) -> list[str]:
+    return sorted(fs.names_ending(directory, suffix))
 
 
 def first_offset(log: Log, offset: int) -> int:
@@ -48,8 +49,10 @@ def first_offset(log: Log, offset: int) -> int:
 # --- 1. Advancing the start ---
 
 
-def test_advance_start_hides_records_below_it(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+def test_advance_start_hides_records_below_it(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 20)  # offsets 0..39, two per batch
     assert log.advance_start(11)
     assert log.log_start_offset == 11 and log.earliest_offset() == 11
@@ -67,8 +70,8 @@ def test_advance_start_hides_records_below_it(tmp_path: Path, opened: Opened) ->
     assert log.offset_for_timestamp(-2) == (40, -1)
 
 
-def test_appends_report_the_new_start(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+def test_appends_report_the_new_start(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 3)
     log.advance_start(4)
     result = log.append(*request(build_batch([(None, b"x")])), now_ms=0)
@@ -79,9 +82,9 @@ def test_appends_report_the_new_start(tmp_path: Path, opened: Opened) -> None:
 
 
 def test_segments_wholly_below_the_start_are_renamed_then_unlinked(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 30)
     before = bases(log)
     assert len(before) >= 4
@@ -92,15 +95,15 @@ def test_segments_wholly_below_the_start_are_renamed_then_unlinked(
     assert bases(log) == before[2:]  # the segment holding the start stays
     assert deletion.segments == tuple(doomed)
     # Renamed first: nothing left under a segment's name, the .deleted files still there.
-    names = {p.name for p in tmp_path.iterdir()}
+    names = set(fs.listdir(tmp_path))
     for base in before[:2]:
         stem = f"{base:020d}"
         assert not {stem + ".log", stem + ".index", stem + ".timeindex"} & names
         assert {stem + ".log.deleted", stem + ".index.deleted"} <= names
     assert all(s.closed for s in doomed)  # no reader inside: released at once
     deletion.delete_files()
-    assert files(tmp_path, ".deleted") == []
-    assert files(tmp_path, ".log") == [f"{b:020d}.log" for b in before[2:]]
+    assert files(fs, tmp_path, ".deleted") == []
+    assert files(fs, tmp_path, ".log") == [f"{b:020d}.log" for b in before[2:]]
     # Snapshots below the first remaining segment went with the segments.
     assert all(o >= before[2] for o in log.snapshot_offsets())
     assert log.log_start_offset == start
@@ -109,30 +112,36 @@ def test_segments_wholly_below_the_start_are_renamed_then_unlinked(
     assert log.log_end_offset == 62
 
 
-def test_start_at_the_end_rolls_the_active_segment_away(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+def test_start_at_the_end_rolls_the_active_segment_away(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 30)
     log.advance_start(log.log_end_offset)
     log.delete_segments_below_start(now_ms=0).delete_files()
     assert bases(log) == [60]  # a fresh active segment at the log end, nothing else
     assert log.active_segment.size == 0
-    assert files(tmp_path, ".log") == [f"{60:020d}.log"]
+    assert files(fs, tmp_path, ".log") == [f"{60:020d}.log"]
     assert log.read(60, 100) == b""
     # Nothing left to delete: a second call changes nothing.
     assert not log.delete_segments_below_start(now_ms=0)
     assert bases(log) == [60]
 
 
-def test_start_inside_the_only_segment_deletes_nothing(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_start_inside_the_only_segment_deletes_nothing(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     fill(log, 5)
     log.advance_start(3)
     assert not log.delete_segments_below_start(now_ms=0)
     assert bases(log) == [0] and log.log_start_offset == 3
 
 
-def test_producer_state_survives_the_deletion(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+def test_producer_state_survives_the_deletion(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     for seq in range(0, 40, 2):
         log.append(*request(idempotent_batch(7, 0, seq, count=2)), now_ms=0)
     log.advance_start(log.log_end_offset)
@@ -143,7 +152,7 @@ def test_producer_state_survives_the_deletion(tmp_path: Path, opened: Opened) ->
     nxt = log.append(*request(idempotent_batch(7, 0, 40, count=2)), now_ms=0)
     assert not nxt.duplicate and nxt.base_offset == 40
     log.close()
-    again = opened(Log.open(tmp_path, CONFIG, clean_shutdown=True, log_start_offset=40))
+    again = opened(Log.open(tmp_path, CONFIG, clean_shutdown=True, log_start_offset=40, fs=fs))
     entry = again.producer_state.last_entry(7)
     assert entry is not None and entry.last_seq == 41
 
@@ -151,19 +160,19 @@ def test_producer_state_survives_the_deletion(tmp_path: Path, opened: Opened) ->
 # --- 3. Restarts ---
 
 
-def test_new_start_survives_a_clean_restart(tmp_path: Path, opened: Opened) -> None:
-    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES))
+def test_new_start_survives_a_clean_restart(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES, fs=fs))
     manager.create_topic("t", 1)
     log = manager.get_log("t", 0)
     assert log is not None
     fill(log, 30)
     log.advance_start(25)
     manager.write_checkpoints()
-    assert read_offset_checkpoint(tmp_path / LOG_START_OFFSET_CHECKPOINT)[("t", 0)] == 25
+    assert read_offset_checkpoint(tmp_path / LOG_START_OFFSET_CHECKPOINT, fs)[("t", 0)] == 25
     log.delete_segments_below_start(now_ms=0).delete_files()
     kept = bases(log)
     manager.close()
-    again = opened(LogManager.open(tmp_path, SEGMENT_BYTES))
+    again = opened(LogManager.open(tmp_path, SEGMENT_BYTES, fs=fs))
     relog = again.get_log("t", 0)
     assert relog is not None
     assert relog.log_start_offset == 25 and relog.log_end_offset == 60
@@ -174,9 +183,9 @@ def test_new_start_survives_a_clean_restart(tmp_path: Path, opened: Opened) -> N
 
 
 def test_crash_after_the_checkpoint_deletes_the_segments_at_open(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES))
+    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES, fs=fs))
     manager.create_topic("t", 1)
     log = manager.get_log("t", 0)
     assert log is not None
@@ -186,20 +195,22 @@ def test_crash_after_the_checkpoint_deletes_the_segments_at_open(
     log.advance_start(before[3])
     manager.write_checkpoints()
     manager.abandon()  # SIGKILL: the segments below the start were never deleted
-    again = opened(LogManager.open(tmp_path, SEGMENT_BYTES))
+    again = opened(LogManager.open(tmp_path, SEGMENT_BYTES, fs=fs))
     assert not again.had_clean_shutdown
     relog = again.get_log("t", 0)
     assert relog is not None
     assert relog.log_start_offset == before[3]
     assert bases(relog) == before[3:]
-    assert files(tmp_path / "t-0", ".log") == [f"{b:020d}.log" for b in before[3:]]
+    assert files(fs, tmp_path / "t-0", ".log") == [f"{b:020d}.log" for b in before[3:]]
     assert relog.log_end_offset == 60
 
 
-def test_crash_before_the_checkpoint_keeps_the_old_start(tmp_path: Path, opened: Opened) -> None:
+def test_crash_before_the_checkpoint_keeps_the_old_start(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
     """The new start lives in memory until checkpointed: a crash before that loses it, but the
     segments are still all there (they are deleted only after the checkpoint)."""
-    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES))
+    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES, fs=fs))
     manager.create_topic("t", 1)
     log = manager.get_log("t", 0)
     assert log is not None
@@ -207,7 +218,7 @@ def test_crash_before_the_checkpoint_keeps_the_old_start(tmp_path: Path, opened:
     manager.checkpoint()
     log.advance_start(33)
     manager.abandon()
-    again = opened(LogManager.open(tmp_path, SEGMENT_BYTES))
+    again = opened(LogManager.open(tmp_path, SEGMENT_BYTES, fs=fs))
     relog = again.get_log("t", 0)
     assert relog is not None
     assert relog.log_start_offset == 0 and first_offset(relog, 0) == 0
@@ -215,9 +226,9 @@ def test_crash_before_the_checkpoint_keeps_the_old_start(tmp_path: Path, opened:
 
 @pytest.mark.parametrize("renamed", ["all", "only-one-log-file"])
 def test_crash_between_rename_and_unlink_leaves_a_valid_log(
-    tmp_path: Path, opened: Opened, renamed: str
+    fs: FileSystem, tmp_path: Path, opened: Opened, renamed: str
 ) -> None:
-    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES))
+    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES, fs=fs))
     manager.create_topic("t", 1)
     log = manager.get_log("t", 0)
     assert log is not None
@@ -231,37 +242,37 @@ def test_crash_between_rename_and_unlink_leaves_a_valid_log(
     directory = tmp_path / "t-0"
     if renamed == "all":
         log.delete_segments_below_start(now_ms=0)  # renamed; delete_files never runs
-        assert files(directory, ".log.deleted")
+        assert files(fs, directory, ".log.deleted")
         manager.abandon()
     else:  # the crash came in the middle of renaming the first segment's files
         assert min(log.snapshot_offsets()) < before[k]  # left for the open to delete
         manager.abandon()
         first = directory / f"{before[0]:020d}.log"
-        first.rename(first.with_name(first.name + ".deleted"))
-    again = opened(LogManager.open(tmp_path, SEGMENT_BYTES))
+        fs.rename(first, first.with_name(first.name + ".deleted"))
+    again = opened(LogManager.open(tmp_path, SEGMENT_BYTES, fs=fs))
     relog = again.get_log("t", 0)
     assert relog is not None
     assert relog.log_start_offset == start
     assert bases(relog) == before[k:]
-    assert files(directory, ".deleted") == []
-    stems = {p.name.split(".")[0] for p in directory.iterdir() if p.name[0].isdigit()}
+    assert files(fs, directory, ".deleted") == []
+    stems = {name.split(".")[0] for name in fs.listdir(directory) if name[0].isdigit()}
     assert all(int(stem) >= before[k] for stem in stems), stems  # no orphan index or snapshot
     assert first_offset(relog, start) == start
     assert relog.log_end_offset == 60
 
 
 def test_log_ending_below_the_checkpointed_start_starts_over_there(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
     """Recovery cut the log below the checkpointed start (or its files were lost): the start
     stays, and the log is empty from there on (Kafka's LogLoader)."""
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 10)  # offsets 0..19
     log.close()
-    again = opened(Log.open(tmp_path, CONFIG, log_start_offset=50, recovery_point=20))
+    again = opened(Log.open(tmp_path, CONFIG, log_start_offset=50, recovery_point=20, fs=fs))
     assert (again.log_start_offset, again.log_end_offset) == (50, 50)
     assert bases(again) == [50]
-    assert files(tmp_path, ".log") == [f"{50:020d}.log"]
+    assert files(fs, tmp_path, ".log") == [f"{50:020d}.log"]
     assert again.snapshot_offsets() == []
     result = again.append(*request(build_batch([(None, b"x")])), now_ms=0)
     assert result.base_offset == 50
@@ -270,8 +281,10 @@ def test_log_ending_below_the_checkpointed_start_starts_over_there(
 # --- 4. Lookups by time never answer below the start ---
 
 
-def test_time_lookups_ignore_records_below_the_start(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=250, index_interval_bytes=0)))
+def test_time_lookups_ignore_records_below_the_start(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, LogConfig(segment_bytes=250, index_interval_bytes=0), fs=fs))
     # Offsets 0-2 | 3-4 | 5-7 | 8; the largest timestamp (90) sits at offset 1.
     for group in ([10, 90, 20], [25, 50], [40, 45, 70], [60]):
         log.append(*request(batch_with_timestamps([b"v"] * len(group), group)), now_ms=0)
@@ -291,8 +304,10 @@ def test_time_lookups_ignore_records_below_the_start(tmp_path: Path, opened: Ope
     assert log.offset_for_timestamp(0) == (8, 60)
 
 
-def test_max_timestamp_inside_a_batch_straddling_the_start(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_max_timestamp_inside_a_batch_straddling_the_start(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     log.append(*request(batch_with_timestamps([b"v"] * 4, [10, 90, 30, 20])), now_ms=0)
     log.append(*request(batch_with_timestamps([b"v"] * 2, [25, 30])), now_ms=0)
     log.advance_start(2)
@@ -325,10 +340,13 @@ def paused_reads(
 
 
 def test_deleted_segments_stay_open_for_a_reader_inside(
-    tmp_path: Path, opened: Opened, paused_reads: tuple[threading.Event, threading.Event]
+    fs: FileSystem,
+    tmp_path: Path,
+    opened: Opened,
+    paused_reads: tuple[threading.Event, threading.Event],
 ) -> None:
     inside, resume = paused_reads
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 30)
     results: list[object] = []
 
@@ -358,8 +376,10 @@ def test_deleted_segments_stay_open_for_a_reader_inside(
     assert all(not s.closed for s in log.segments)
 
 
-def test_flush_after_deletion_skips_the_deleted_segments(tmp_path: Path, opened: Opened) -> None:
-    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES))
+def test_flush_after_deletion_skips_the_deleted_segments(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    manager = opened(LogManager.open(tmp_path, SEGMENT_BYTES, fs=fs))
     manager.create_topic("t", 1)
     log = manager.get_log("t", 0)
     assert log is not None
@@ -370,7 +390,7 @@ def test_flush_after_deletion_skips_the_deleted_segments(tmp_path: Path, opened:
     assert all(s.retired for s in doomed)
     manager.checkpoint(flush_active=True)  # would fail on an unlinked, parked index
     assert log.recovery_point == 60
-    assert read_offset_checkpoint(tmp_path / LOG_START_OFFSET_CHECKPOINT)[("t", 0)] == (
+    assert read_offset_checkpoint(tmp_path / LOG_START_OFFSET_CHECKPOINT, fs)[("t", 0)] == (
         log.log_start_offset
     )
 
@@ -379,9 +399,9 @@ def test_flush_after_deletion_skips_the_deleted_segments(tmp_path: Path, opened:
 
 
 def test_retention_style_deletion_moves_the_start_to_the_next_segment(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 30)
     before = bases(log)
     doomed = log.deletable_segments(lambda segment, _: segment.base_offset < before[2])
@@ -397,4 +417,4 @@ def test_retention_style_deletion_moves_the_start_to_the_next_segment(
     log.delete_segments(everything, now_ms=0).delete_files()
     assert bases(log) == [60] and log.log_start_offset == 60
     assert log.deletable_segments(lambda *_: True) == []  # an empty last segment never is
-    assert files(tmp_path, ".log") == [f"{60:020d}.log"]
+    assert files(fs, tmp_path, ".log") == [f"{60:020d}.log"]

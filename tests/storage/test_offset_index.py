@@ -4,14 +4,17 @@ import struct
 from pathlib import Path
 
 import pytest
-from storage_helpers import Opened
+from storage_helpers import Opened, create_file, file_size
 
 from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, InvalidIndexEntry
+from kpy.storage.fs import FileSystem
 from kpy.storage.offset_index import OffsetIndex
 
 
-def test_lookup_returns_largest_entry_at_or_below(tmp_path: Path, opened: Opened) -> None:
-    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=100))
+def test_lookup_returns_largest_entry_at_or_below(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=100, fs=fs))
     assert index.lookup(150) == (100, 0)  # empty: (base, 0)
     index.append(105, 4100)
     index.append(110, 8300)
@@ -26,30 +29,30 @@ def test_lookup_returns_largest_entry_at_or_below(tmp_path: Path, opened: Opened
     assert index.last_offset == 200
 
 
-def test_file_is_kafka_layout_byte_for_byte(tmp_path: Path, opened: Opened) -> None:
+def test_file_is_kafka_layout_byte_for_byte(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
     path = tmp_path / "00000000000000000100.index"
-    index = opened(OffsetIndex(path, base_offset=100))
+    index = opened(OffsetIndex(path, base_offset=100, fs=fs))
     index.append(105, 4100)
     index.append(100 + 2**31 - 1, 2**31 - 2)
     index.close()
-    assert path.read_bytes() == (
+    assert fs.read_bytes(path) == (
         b"\x00\x00\x00\x05\x00\x00\x10\x04" + b"\x7f\xff\xff\xff\x7f\xff\xff\xfe"
     )
 
 
-def test_reopen_loads_entries(tmp_path: Path, opened: Opened) -> None:
+def test_reopen_loads_entries(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
     path = tmp_path / "x.index"
-    index = opened(OffsetIndex(path, base_offset=0))
+    index = opened(OffsetIndex(path, base_offset=0, fs=fs))
     for i in range(1, 50):
         index.append(i * 10, i * 1000)
     index.close()
-    again = opened(OffsetIndex(path, base_offset=0))
+    again = opened(OffsetIndex(path, base_offset=0, fs=fs))
     assert again.entries == 49
     assert again.lookup(255) == (250, 25000)
 
 
-def test_is_full_from_max_index_size(tmp_path: Path, opened: Opened) -> None:
-    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=0, max_index_size=24))
+def test_is_full_from_max_index_size(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=0, max_index_size=24, fs=fs))
     assert index.max_entries == 3
     for i in range(3):
         assert not index.is_full
@@ -59,8 +62,10 @@ def test_is_full_from_max_index_size(tmp_path: Path, opened: Opened) -> None:
         index.append(5, 50)
 
 
-def test_append_rejects_out_of_order_and_overflow(tmp_path: Path, opened: Opened) -> None:
-    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=10))
+def test_append_rejects_out_of_order_and_overflow(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=10, fs=fs))
     index.append(20, 100)
     with pytest.raises(InvalidIndexEntry):
         index.append(20, 200)
@@ -73,38 +78,40 @@ def test_append_rejects_out_of_order_and_overflow(tmp_path: Path, opened: Opened
     assert index.entries == 1
 
 
-def test_truncate_to_removes_entries_at_or_above(tmp_path: Path, opened: Opened) -> None:
+def test_truncate_to_removes_entries_at_or_above(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
     path = tmp_path / "x.index"
-    index = opened(OffsetIndex(path, base_offset=0))
+    index = opened(OffsetIndex(path, base_offset=0, fs=fs))
     for offset in (10, 20, 30, 40):
         index.append(offset, offset * 100)
     index.truncate_to(30)
     assert index.entries == 2
-    assert path.stat().st_size == 16
+    assert file_size(fs, path) == 16
     assert index.lookup(35) == (20, 2000)
     index.truncate_to(25)  # between entries
     assert index.entries == 2
     index.truncate_to(0)
     assert index.entries == 0
-    assert path.stat().st_size == 0
+    assert file_size(fs, path) == 0
 
 
-def test_torn_file_is_corrupt(tmp_path: Path) -> None:
+def test_torn_file_is_corrupt(fs: FileSystem, tmp_path: Path) -> None:
     path = tmp_path / "x.index"
-    path.write_bytes(struct.pack(">ii", 1, 100) + b"\x00\x00\x00")
+    create_file(fs, path, struct.pack(">ii", 1, 100) + b"\x00\x00\x00")
     with pytest.raises(CorruptIndex):
-        OffsetIndex(path, base_offset=0)
+        OffsetIndex(path, base_offset=0, fs=fs)
 
 
-def test_decreasing_entries_are_corrupt(tmp_path: Path) -> None:
+def test_decreasing_entries_are_corrupt(fs: FileSystem, tmp_path: Path) -> None:
     path = tmp_path / "x.index"
-    path.write_bytes(struct.pack(">iiii", 5, 100, 3, 200))
+    create_file(fs, path, struct.pack(">iiii", 5, 100, 3, 200))
     with pytest.raises(CorruptIndex):
-        OffsetIndex(path, base_offset=0)
+        OffsetIndex(path, base_offset=0, fs=fs)
 
 
-def test_sanity_check_against_log_size(tmp_path: Path, opened: Opened) -> None:
-    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=0))
+def test_sanity_check_against_log_size(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    index = opened(OffsetIndex(tmp_path / "x.index", base_offset=0, fs=fs))
     index.append(3, 500)
     index.sanity_check(501)
     with pytest.raises(CorruptIndex):

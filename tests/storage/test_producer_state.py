@@ -5,7 +5,7 @@ from pathlib import Path
 
 import crc32c
 import pytest
-from storage_helpers import Opened, idempotent_batch, request
+from storage_helpers import Opened, create_file, idempotent_batch, request
 
 from kpy.protocol.records import InvalidRecordBatch, build_batch
 from kpy.storage.errors import (
@@ -14,6 +14,7 @@ from kpy.storage.errors import (
     InvalidProducerEpoch,
     OutOfOrderSequence,
 )
+from kpy.storage.fs import FileSystem
 from kpy.storage.log import Log, LogConfig
 from kpy.storage.producer_state import (
     BatchMetadata,
@@ -30,8 +31,10 @@ def append(log: Log, *batches: bytes, now_ms: int = 0):  # type: ignore[no-untyp
     return log.append(buf, headers, now_ms=now_ms)
 
 
-def test_duplicate_batch_is_answered_from_cache(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_duplicate_batch_is_answered_from_cache(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     first = append(log, idempotent_batch(PID, 0, 0, 3, timestamp=777))
     append(log, idempotent_batch(PID, 0, 3, 2))
     size = log.active_segment.size
@@ -43,8 +46,10 @@ def test_duplicate_batch_is_answered_from_cache(tmp_path: Path, opened: Opened) 
     assert log.log_end_offset == 5
 
 
-def test_only_the_last_five_batches_are_cached(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_only_the_last_five_batches_are_cached(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     for seq in range(6):
         append(log, idempotent_batch(PID, 0, seq))
     assert append(log, idempotent_batch(PID, 0, 1)).duplicate
@@ -52,8 +57,10 @@ def test_only_the_last_five_batches_are_cached(tmp_path: Path, opened: Opened) -
         append(log, idempotent_batch(PID, 0, 0))  # evicted: now just out of order
 
 
-def test_out_of_order_sequence_writes_nothing(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_out_of_order_sequence_writes_nothing(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     append(log, idempotent_batch(PID, 0, 0, 2))
     with pytest.raises(OutOfOrderSequence):
         append(log, idempotent_batch(PID, 0, 3))  # expected 2
@@ -62,8 +69,8 @@ def test_out_of_order_sequence_writes_nothing(tmp_path: Path, opened: Opened) ->
     assert log.log_end_offset == 3
 
 
-def test_fenced_epoch(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_fenced_epoch(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     append(log, idempotent_batch(PID, 5, 0))
     with pytest.raises(InvalidProducerEpoch):
         append(log, idempotent_batch(PID, 4, 1))
@@ -75,8 +82,10 @@ def test_fenced_epoch(tmp_path: Path, opened: Opened) -> None:
     assert log.producer_state.producers[PID].producer_epoch == 6
 
 
-def test_unknown_producer_accepts_any_sequence_and_wraps(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_unknown_producer_accepts_any_sequence_and_wraps(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     append(log, idempotent_batch(PID, 0, 2**31 - 2, 2))  # last sequence 2**31-1
     append(log, idempotent_batch(PID, 0, 0))  # wraps to 0
     append(log, idempotent_batch(PID + 1, 0, 99))
@@ -84,16 +93,18 @@ def test_unknown_producer_accepts_any_sequence_and_wraps(tmp_path: Path, opened:
     assert log.log_end_offset == 4
 
 
-def test_non_idempotent_batches_skip_checks(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_non_idempotent_batches_skip_checks(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     append(log, build_batch([(None, b"a")]))
     append(log, build_batch([(None, b"a")]))
     assert log.log_end_offset == 2
     assert log.producer_state.producers == {}
 
 
-def test_whole_request_is_validated_before_writing(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_whole_request_is_validated_before_writing(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     append(log, idempotent_batch(PID + 1, 3, 0))
     size = log.active_segment.size
     with pytest.raises(OutOfOrderSequence):
@@ -112,8 +123,10 @@ def test_whole_request_is_validated_before_writing(tmp_path: Path, opened: Opene
     assert log.log_end_offset == 3
 
 
-def test_idempotent_batch_without_sequence_is_invalid(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_idempotent_batch_without_sequence_is_invalid(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     with pytest.raises(InvalidRecordBatch):
         append(log, idempotent_batch(PID, 0, -1))
 
@@ -145,13 +158,15 @@ def test_snapshot_damage_is_detected(flip: int) -> None:
         decode_snapshot(bytes(data))
 
 
-def test_clean_close_snapshot_restores_duplicate_detection(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_clean_close_snapshot_restores_duplicate_detection(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     append(log, idempotent_batch(PID, 0, 0, 2))
     first = append(log, idempotent_batch(PID, 0, 2, 2))
     log.close()
-    assert (tmp_path / "00000000000000000004.snapshot").exists()
-    again = opened(Log.open(tmp_path, recovery_point=4, clean_shutdown=True))
+    assert fs.exists(tmp_path / "00000000000000000004.snapshot")
+    again = opened(Log.open(tmp_path, recovery_point=4, clean_shutdown=True, fs=fs))
     assert again.producer_state.loaded_snapshot_offset == 4
     assert again.producer_state.replayed_batches == 0
     dup = append(again, idempotent_batch(PID, 0, 2, 2))
@@ -160,9 +175,11 @@ def test_clean_close_snapshot_restores_duplicate_detection(tmp_path: Path, opene
         append(again, idempotent_batch(PID, 0, 5))
 
 
-def test_unclean_stop_rebuilds_from_roll_snapshot_and_log(tmp_path: Path, opened: Opened) -> None:
+def test_unclean_stop_rebuilds_from_roll_snapshot_and_log(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
     config = LogConfig(segment_bytes=400)
-    log = opened(Log.open(tmp_path, config))
+    log = opened(Log.open(tmp_path, config, fs=fs))
     seq = 0
     while len(log.segments) < 3:
         append(log, idempotent_batch(PID, 0, seq, 2))
@@ -175,7 +192,7 @@ def test_unclean_stop_rebuilds_from_roll_snapshot_and_log(tmp_path: Path, opened
         seq += 2
         extra += 1
     log.abandon()  # crash: no close, no snapshot at the log end
-    again = opened(Log.open(tmp_path, config, recovery_point=0, clean_shutdown=False))
+    again = opened(Log.open(tmp_path, config, recovery_point=0, clean_shutdown=False, fs=fs))
     assert again.producer_state.loaded_snapshot_offset == snapshots[-1]
     assert again.producer_state.replayed_batches == extra
     assert again.producer_state.producers[PID].last_seq == seq - 1
@@ -183,26 +200,30 @@ def test_unclean_stop_rebuilds_from_roll_snapshot_and_log(tmp_path: Path, opened
     append(again, idempotent_batch(PID, 0, seq))
 
 
-def test_snapshots_above_log_end_are_deleted(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_snapshots_above_log_end_are_deleted(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     append(log, idempotent_batch(PID, 0, 0, 2))
     log.close()
     fake = tmp_path / "00000000000000000050.snapshot"
-    fake.write_bytes((tmp_path / "00000000000000000002.snapshot").read_bytes())
-    again = opened(Log.open(tmp_path, recovery_point=2, clean_shutdown=True))
-    assert not fake.exists()
+    create_file(fs, fake, fs.read_bytes(tmp_path / "00000000000000000002.snapshot"))
+    again = opened(Log.open(tmp_path, recovery_point=2, clean_shutdown=True, fs=fs))
+    assert not fs.exists(fake)
     assert again.producer_state.loaded_snapshot_offset == 2
 
 
-def test_corrupt_snapshot_falls_back_to_log_scan(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path))
+def test_corrupt_snapshot_falls_back_to_log_scan(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, fs=fs))
     append(log, idempotent_batch(PID, 0, 0, 2))
     append(log, idempotent_batch(PID, 0, 2, 2))
     log.close()
     snap = tmp_path / "00000000000000000004.snapshot"
-    snap.write_bytes(snap.read_bytes()[:-1] + b"\x00")
-    again = opened(Log.open(tmp_path, recovery_point=4, clean_shutdown=True))
-    assert not snap.exists()
+    create_file(fs, snap, fs.read_bytes(snap)[:-1] + b"\x00")
+    again = opened(Log.open(tmp_path, recovery_point=4, clean_shutdown=True, fs=fs))
+    assert not fs.exists(snap)
     assert again.producer_state.loaded_snapshot_offset is None
     assert again.producer_state.replayed_batches == 2
     assert append(again, idempotent_batch(PID, 0, 2, 2)).duplicate

@@ -5,12 +5,12 @@ renamed to .deleted and unlinked later, cleanup.policy, and the log start after 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 from storage_helpers import Opened, request
 
 from kpy.protocol.records import build_batch
+from kpy.storage.fs import FileSystem
 from kpy.storage.log import Log, LogConfig
 from kpy.storage.retention import size_breached, start_offset_breached, time_breached
 
@@ -29,8 +29,8 @@ def bases(log: Log) -> list[int]:
     return [s.base_offset for s in log.segments]
 
 
-def names(directory: Path, suffix: str) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.endswith(suffix))
+def names(fs: FileSystem, directory: Path, suffix: str) -> list[str]:
+    return sorted(fs.names_ending(directory, suffix))
 
 
 def with_config(log: Log, **changes: object) -> None:
@@ -40,8 +40,10 @@ def with_config(log: Log, **changes: object) -> None:
 # --- 1. The predicates ---
 
 
-def test_time_rule_compares_the_largest_timestamp(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+def test_time_rule_compares_the_largest_timestamp(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 6, timestamp=1000, step=100)  # segments [1000, 1100, 1200], [1300, 1400, 1500]
     first, second = log.segments[:2]
     assert first.largest_timestamp() == 1200
@@ -53,19 +55,21 @@ def test_time_rule_compares_the_largest_timestamp(tmp_path: Path, opened: Opened
 
 
 def test_time_rule_falls_back_to_the_file_time_without_timestamps(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 2, timestamp=-1, step=0)  # records without a timestamp
     segment = log.active_segment
-    os.utime(segment.log_path, ns=(5_000_000_000, 5_000_000_000))  # 5000 ms
+    fs.utime(segment.log_path, 5_000_000_000)  # 5000 ms
     assert segment.largest_timestamp() == 5000
     assert time_breached(5101, 100)(segment, None)  # type: ignore[misc]
     assert not time_breached(5100, 100)(segment, None)  # type: ignore[misc]
 
 
-def test_size_rule_keeps_the_log_at_or_above_the_limit(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+def test_size_rule_keeps_the_log_at_or_above_the_limit(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 9)  # three full segments
     sizes = [s.size for s in log.segments]
     assert len(sizes) == 3
@@ -83,9 +87,9 @@ def test_size_rule_keeps_the_log_at_or_above_the_limit(tmp_path: Path, opened: O
 
 
 def test_start_offset_rule_needs_the_next_segment_at_or_below_the_start(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 7)
     first, second, third = log.segments
     assert start_offset_breached(6)(first, second)  # second starts at 6
@@ -97,9 +101,9 @@ def test_start_offset_rule_needs_the_next_segment_at_or_below_the_start(
 
 
 def test_time_retention_deletes_old_segments_and_moves_the_start(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 6, timestamp=1000)  # segments [0, 6): timestamps 1000..1005
     fill(log, 4, timestamp=5000)  # then 5000..5003: last segment is active
     assert bases(log) == [0, 6, 12, 18]
@@ -108,16 +112,16 @@ def test_time_retention_deletes_old_segments_and_moves_the_start(
     assert [s.base_offset for s in deletion.segments] == [0, 6]
     assert log.log_start_offset == 12 and bases(log) == [12, 18]
     # Renamed, not yet unlinked: that is the caller's (after file.delete.delay.ms).
-    assert names(tmp_path, ".log.deleted") == [f"{0:020d}.log.deleted", f"{6:020d}.log.deleted"]
+    assert names(fs, tmp_path, ".log.deleted") == [f"{0:020d}.log.deleted", f"{6:020d}.log.deleted"]
     deletion.delete_files()
-    assert names(tmp_path, ".deleted") == []
+    assert names(fs, tmp_path, ".deleted") == []
     assert not log.delete_old_segments(now_ms=6000)  # nothing more is old enough
 
 
 def test_an_idle_log_past_retention_rolls_and_keeps_only_an_empty_segment(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, dataclasses.replace(CONFIG, retention_ms=100)))
+    log = opened(Log.open(tmp_path, dataclasses.replace(CONFIG, retention_ms=100), fs=fs))
     fill(log, 7, timestamp=1000)
     end = log.log_end_offset
     deletion = log.delete_old_segments(now_ms=1_000_000)
@@ -130,8 +134,10 @@ def test_an_idle_log_past_retention_rolls_and_keeps_only_an_empty_segment(
     assert log.read(end, 1 << 20)
 
 
-def test_size_retention_deletes_the_oldest_segments(tmp_path: Path, opened: Opened) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+def test_size_retention_deletes_the_oldest_segments(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 10)  # 4 segments: 3 full and the active one with one batch
     sizes = [s.size for s in log.segments]
     with_config(log, retention_bytes=sizes[-1] + sizes[-2] + 1)
@@ -146,9 +152,9 @@ def test_size_retention_deletes_the_oldest_segments(tmp_path: Path, opened: Open
 
 
 def test_rules_run_in_kafkas_order_each_on_what_the_last_left(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, CONFIG))
+    log = opened(Log.open(tmp_path, CONFIG, fs=fs))
     fill(log, 6, timestamp=1000)
     fill(log, 6, timestamp=9000)  # segments 0, 6 old; 12, 18 (active) new
     assert log.advance_start(7)  # DeleteRecords into the second segment
@@ -163,9 +169,9 @@ def test_rules_run_in_kafkas_order_each_on_what_the_last_left(
 
 
 def test_without_delete_in_the_policy_only_the_start_rule_applies(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, dataclasses.replace(CONFIG, cleanup_policy="compact")))
+    log = opened(Log.open(tmp_path, dataclasses.replace(CONFIG, cleanup_policy="compact"), fs=fs))
     fill(log, 9, timestamp=1000)
     with_config(log, retention_ms=1, retention_bytes=0)
     assert not log.delete_old_segments(now_ms=1_000_000)
@@ -180,15 +186,15 @@ def test_without_delete_in_the_policy_only_the_start_rule_applies(
 
 
 def test_the_new_start_holds_after_a_crash_before_the_unlink(
-    tmp_path: Path, opened: Opened
+    fs: FileSystem, tmp_path: Path, opened: Opened
 ) -> None:
-    log = opened(Log.open(tmp_path, dataclasses.replace(CONFIG, retention_ms=1000)))
+    log = opened(Log.open(tmp_path, dataclasses.replace(CONFIG, retention_ms=1000), fs=fs))
     fill(log, 6, timestamp=1000)
     fill(log, 3, timestamp=9000)
     log.delete_old_segments(now_ms=9500)
     assert log.log_start_offset == 12
     log.abandon()  # the process dies with *.deleted files on disk, the start not checkpointed
-    reopened = opened(Log.open(tmp_path, CONFIG, recovery_point=0, log_start_offset=0))
-    assert names(tmp_path, ".deleted") == []  # open removed them
+    reopened = opened(Log.open(tmp_path, CONFIG, recovery_point=0, log_start_offset=0, fs=fs))
+    assert names(fs, tmp_path, ".deleted") == []  # open removed them
     assert reopened.log_start_offset == 12  # the first segment left
     assert bases(reopened)[0] == 12

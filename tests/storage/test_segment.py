@@ -5,11 +5,19 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from storage_helpers import Opened, batch_with_timestamps, offsets_in
+from storage_helpers import (
+    Opened,
+    batch_with_timestamps,
+    file_size,
+    offsets_in,
+    truncate_file,
+    write_at,
+)
 
 from kpy.protocol.records import build_batch, set_base_offset, validate_batches
 from kpy.storage.config import LogConfig
 from kpy.storage.errors import IndexOffsetOverflow
+from kpy.storage.fs import FileSystem
 from kpy.storage.segment import LogSegment
 
 
@@ -25,20 +33,25 @@ def make_batches(base: int, sizes: list[int], *, timestamp: int = 1000) -> bytea
     return out
 
 
-def open_segment(tmp_path: Path, base: int = 0, interval: int = 4096) -> LogSegment:
-    return LogSegment(tmp_path, base, index_interval_bytes=interval)
+def open_segment(
+    fs: FileSystem, directory: Path, base: int = 0, interval: int = 4096
+) -> LogSegment:
+    return LogSegment(directory, base, index_interval_bytes=interval, fs=fs)
 
 
-def test_file_names_are_kafka_style(tmp_path: Path, opened: Opened) -> None:
-    seg = opened(open_segment(tmp_path, 42))
+def test_file_names_are_kafka_style(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
+    seg = opened(open_segment(fs, tmp_path, 42))
     assert seg.log_path.name == "00000000000000000042.log"
     assert seg.index_path.name == "00000000000000000042.index"
     assert seg.time_index_path.name == "00000000000000000042.timeindex"
-    assert seg.log_path.exists() and seg.index_path.exists() and seg.time_index_path.exists()
+    assert fs.exists(seg.log_path) and fs.exists(seg.index_path)
+    assert fs.exists(seg.time_index_path)
 
 
-def test_read_starts_at_batch_containing_offset(tmp_path: Path, opened: Opened) -> None:
-    seg = opened(open_segment(tmp_path, 100, interval=0))
+def test_read_starts_at_batch_containing_offset(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    seg = opened(open_segment(fs, tmp_path, 100, interval=0))
     seg.append(make_batches(100, [3, 3, 3, 3]))
     assert seg.read_next_offset() == 112
     data = seg.read(104, 10_000)
@@ -49,11 +62,11 @@ def test_read_starts_at_batch_containing_offset(tmp_path: Path, opened: Opened) 
     assert all_data is not None and offsets_in(all_data)[0] == (100, 102)
 
 
-def test_find_batch_agrees_with_a_full_scan(tmp_path: Path, opened: Opened) -> None:
+def test_find_batch_agrees_with_a_full_scan(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
     """find_batch (the last batch appended kept aside, a lean scan from the index entry) gives
     what walking every header gives, for every offset, every size bound, and after a reopen."""
     counts = [1, 5, 2, 1, 9, 3, 1, 1, 4, 7] * 8
-    seg = opened(open_segment(tmp_path, 10, interval=300))
+    seg = opened(open_segment(fs, tmp_path, 10, interval=300))
     for i in range(0, len(counts), 10):  # several appends, several batches each
         seg.append(make_batches(10 + sum(counts[:i]), counts[i : i + 10]))
     end = 10 + sum(counts)
@@ -74,14 +87,16 @@ def test_find_batch_agrees_with_a_full_scan(tmp_path: Path, opened: Opened) -> N
     last = seg.find_batch(end - 1)
     assert last is not None and last[1].last_offset == end - 1
     seg.close()
-    again = opened(open_segment(tmp_path, 10, interval=300))  # nothing kept aside: scans
+    again = opened(open_segment(fs, tmp_path, 10, interval=300))  # nothing kept aside: scans
     for offset in range(0, end):
         found = again.find_batch(offset)
         assert found is not None and found[1].base_offset <= max(offset, 10) <= found[1].last_offset
 
 
-def test_read_returns_only_whole_batches_and_min_one(tmp_path: Path, opened: Opened) -> None:
-    seg = opened(open_segment(tmp_path))
+def test_read_returns_only_whole_batches_and_min_one(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    seg = opened(open_segment(fs, tmp_path))
     batches = make_batches(0, [2, 2, 2])
     seg.append(batches)
     one = validate_batches(batches)[0].size  # all three batches have this size
@@ -94,8 +109,10 @@ def test_read_returns_only_whole_batches_and_min_one(tmp_path: Path, opened: Ope
     assert seg.read(4, 10**6, max_position=one * 2) is None
 
 
-def test_index_entries_follow_index_interval(tmp_path: Path, opened: Opened) -> None:
-    seg = opened(open_segment(tmp_path, 0, interval=0))
+def test_index_entries_follow_index_interval(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    seg = opened(open_segment(fs, tmp_path, 0, interval=0))
     batches = make_batches(0, [1, 1, 1, 1])
     headers = validate_batches(batches)
     seg.append(batches)
@@ -109,14 +126,18 @@ def test_index_entries_follow_index_interval(tmp_path: Path, opened: Opened) -> 
         (3, positions[3]),
     ]
     other = tmp_path / "other"
-    other.mkdir()
-    big = opened(open_segment(other, 0))  # default 4096-byte interval: no entry for small batches
+    fs.mkdir(other)
+    big = opened(
+        open_segment(fs, other, 0)
+    )  # default 4096-byte interval: no entry for small batches
     big.append(make_batches(0, [1, 1, 1, 1]))
     assert big.offset_index.entries == 0
 
 
-def test_find_offset_by_timestamp_looks_inside_batches(tmp_path: Path, opened: Opened) -> None:
-    seg = opened(open_segment(tmp_path, 0, interval=0))
+def test_find_offset_by_timestamp_looks_inside_batches(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    seg = opened(open_segment(fs, tmp_path, 0, interval=0))
     data = bytearray()
     for base, stamps in ((0, [100, 300, 200]), (3, [150, 400, 500]), (6, [450, 600])):
         batch = bytearray(batch_with_timestamps([b"v"] * len(stamps), stamps))
@@ -134,10 +155,10 @@ def test_find_offset_by_timestamp_looks_inside_batches(tmp_path: Path, opened: O
     assert seg.find_max_timestamp() == (7, 600)
 
 
-def test_recover_rebuilds_identical_indexes(tmp_path: Path, opened: Opened) -> None:
+def test_recover_rebuilds_identical_indexes(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
     one = validate_batches(make_batches(0, [1]))[0].size
     # an interval of exactly one batch: an entry every second batch ("more than" the interval)
-    seg = opened(open_segment(tmp_path, 0, interval=one))
+    seg = opened(open_segment(fs, tmp_path, 0, interval=one))
     seg.append(make_batches(0, [1] * 9))
     assert [seg.offset_index.entry(i) for i in range(seg.offset_index.entries)] == [
         (2, 2 * one),
@@ -146,49 +167,51 @@ def test_recover_rebuilds_identical_indexes(tmp_path: Path, opened: Opened) -> N
         (8, 8 * one),
     ]
     seg.close()
-    index_bytes = seg.index_path.read_bytes()
-    time_bytes = seg.time_index_path.read_bytes()
-    seg = opened(open_segment(tmp_path, 0, interval=one))
+    index_bytes = fs.read_bytes(seg.index_path)
+    time_bytes = fs.read_bytes(seg.time_index_path)
+    seg = opened(open_segment(fs, tmp_path, 0, interval=one))
     assert seg.recover() == 0
     seg.close()
-    assert seg.index_path.read_bytes() == index_bytes
-    assert seg.time_index_path.read_bytes() == time_bytes
+    assert fs.read_bytes(seg.index_path) == index_bytes
+    assert fs.read_bytes(seg.time_index_path) == time_bytes
 
 
-def test_recover_truncates_torn_tail_and_bad_crc(tmp_path: Path, opened: Opened) -> None:
-    seg = opened(open_segment(tmp_path, 0))
+def test_recover_truncates_torn_tail_and_bad_crc(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    seg = opened(open_segment(fs, tmp_path, 0))
     batches = make_batches(0, [2, 2, 2])
     sizes = [h.size for h in validate_batches(batches)]
     seg.append(batches)
     seg.close()
-    with open(seg.log_path, "r+b") as f:
-        f.truncate(sum(sizes) - 7)
-    seg = opened(open_segment(tmp_path, 0))
+    truncate_file(fs, seg.log_path, sum(sizes) - 7)
+    seg = opened(open_segment(fs, tmp_path, 0))
     assert seg.recover() == sizes[2] - 7
     assert seg.size == sizes[0] + sizes[1]
     assert seg.read_next_offset() == 4
     # flip a byte in the second batch's records: CRC fails there
-    with open(seg.log_path, "r+b") as f:
-        f.seek(sizes[0] + 70)
-        byte = f.read(1)
-        f.seek(sizes[0] + 70)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    byte = fs.read_bytes(seg.log_path)[sizes[0] + 70]
+    write_at(fs, seg.log_path, sizes[0] + 70, bytes([byte ^ 0xFF]))
     assert seg.recover() == sizes[1]
     assert seg.read_next_offset() == 2
-    assert seg.log_path.stat().st_size == sizes[0]
+    assert file_size(fs, seg.log_path) == sizes[0]
 
 
-def test_recover_stops_at_offsets_going_backwards(tmp_path: Path, opened: Opened) -> None:
-    seg = opened(open_segment(tmp_path, 0))
+def test_recover_stops_at_offsets_going_backwards(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    seg = opened(open_segment(fs, tmp_path, 0))
     seg.append(make_batches(0, [3]))
     seg.append(make_batches(1, [3]))  # overlapping offsets: invalid on disk
     assert seg.recover() > 0
     assert seg.read_next_offset() == 3
 
 
-def test_should_roll(tmp_path: Path, opened: Opened) -> None:
+def test_should_roll(fs: FileSystem, tmp_path: Path, opened: Opened) -> None:
     config = LogConfig(segment_bytes=1000, segment_ms=10_000, segment_index_bytes=24)
-    seg = opened(LogSegment(tmp_path, 0, index_interval_bytes=0, max_index_size=24, now_ms=0))
+    seg = opened(
+        LogSegment(tmp_path, 0, index_interval_bytes=0, max_index_size=24, now_ms=0, fs=fs)
+    )
     kw = {"max_timestamp": 1000, "max_offset": 0}
     assert not seg.should_roll(1000, 0, config, **kw)
     assert seg.should_roll(1001, 0, config, **kw)  # would exceed segment.bytes
@@ -202,23 +225,29 @@ def test_should_roll(tmp_path: Path, opened: Opened) -> None:
     assert seg.should_roll(10, 0, config, max_timestamp=1000, max_offset=3)
 
 
-def test_roll_by_wall_clock_when_no_timestamps(tmp_path: Path, opened: Opened) -> None:
+def test_roll_by_wall_clock_when_no_timestamps(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
     config = LogConfig(segment_ms=100)
-    seg = opened(LogSegment(tmp_path, 0, now_ms=5000))
+    seg = opened(LogSegment(tmp_path, 0, now_ms=5000, fs=fs))
     seg.append(make_batches(0, [1], timestamp=-1))
     assert not seg.should_roll(1, 5100, config, max_timestamp=-1, max_offset=1)
     assert seg.should_roll(1, 5101, config, max_timestamp=-1, max_offset=1)
 
 
-def test_append_rejects_offsets_beyond_segment(tmp_path: Path, opened: Opened) -> None:
-    seg = opened(open_segment(tmp_path, 0))
+def test_append_rejects_offsets_beyond_segment(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    seg = opened(open_segment(fs, tmp_path, 0))
     with pytest.raises(IndexOffsetOverflow):
         seg.append(make_batches(2**31, [1]))
     assert seg.size == 0
 
 
-def test_reads_on_a_thread_during_appends_see_whole_batches(tmp_path: Path, opened: Opened) -> None:
-    seg = opened(open_segment(tmp_path, 0, interval=64))
+def test_reads_on_a_thread_during_appends_see_whole_batches(
+    fs: FileSystem, tmp_path: Path, opened: Opened
+) -> None:
+    seg = opened(open_segment(fs, tmp_path, 0, interval=64))
     stop = threading.Event()
     errors: list[BaseException] = []
     reads = 0
