@@ -160,3 +160,16 @@ def test_fifty_brokers_in_a_row_leak_nothing(
     leaked = {fd: target for fd, target in after.items() if descriptors.get(fd) != target}
     assert not leaked, leaked
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["thread", "subprocess"])
+def test_in_memory_writes_no_file(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where ./kpy-data would appear
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # and a temporary directory
+    with kpy.Broker(in_memory=True, mode=mode) as broker:  # type: ignore[arg-type]
+        assert broker.data_dir is None
+        produce(broker.bootstrap_servers, "ephemeral", [b"m1", b"m2"])
+        assert consume_all(broker.bootstrap_servers, "ephemeral", 2) == [b"m1", b"m2"]
+    assert list(tmp_path.iterdir()) == []
