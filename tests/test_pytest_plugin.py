@@ -23,10 +23,14 @@ def read_mark(bootstrap: str) -> list[bytes]:
     return got
 
 
-@pytest.mark.parametrize("mode", ["thread", "subprocess"])
-def test_the_fixtures_with_kpy(pytester: pytest.Pytester, mode: str) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [["--kpy-mode", "thread"], ["--kpy-mode", "subprocess"], ["--kpy-in-memory"]],
+    ids=["thread", "subprocess", "in-memory"],
+)
+def test_the_fixtures_with_kpy(pytester: pytest.Pytester, options: list[str]) -> None:
     pytester.makepyfile(test_user_suite=SUITE)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--kpy-mode", mode)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *options)
     result.assert_outcomes(passed=6)
 
 
