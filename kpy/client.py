@@ -279,7 +279,9 @@ def create_topic(
 
 
 def delete_topic(bootstrap: str, name: str, timeout: float = 30.0) -> None:
-    """Delete a topic; one already gone is no error."""
+    """Delete a topic and wait until Metadata no longer lists it; one already gone is no
+    error."""
+    deadline = time.monotonic() + timeout
     with Connection(bootstrap, timeout) as conn:
         response = conn.call(
             DELETE_TOPICS,
@@ -287,7 +289,21 @@ def delete_topic(bootstrap: str, name: str, timeout: float = 30.0) -> None:
             topic_names=(name,),
             timeout=int(timeout * 1000),
         )
-    (result,) = response.responses
-    code = int(result.error_code)
-    if code not in (0, 3):  # 3: UNKNOWN_TOPIC_OR_PARTITION
-        raise RequestFailed(f"DeleteTopics {name}: error code {code}", code)
+        (result,) = response.responses
+        code = int(result.error_code)
+        if code not in (0, 3):  # 3: UNKNOWN_TOPIC_OR_PARTITION
+            raise RequestFailed(f"DeleteTopics {name}: error code {code}", code)
+        # Kafka applies a deletion after answering: wait until Metadata no longer knows it.
+        while True:
+            meta = conn.call(
+                METADATA,
+                topics=[{"name": name, "topic_id": None}],
+                allow_auto_topic_creation=False,
+                include_cluster_authorized_operations=False,
+                include_topic_authorized_operations=False,
+            )
+            if all(int(t.error_code) == 3 for t in meta.topics):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {name} still listed {timeout:g} s after its deletion")
+            time.sleep(0.02)

@@ -18,6 +18,8 @@ port, read back from the bound socket.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -64,6 +66,9 @@ class Broker:
             raise ValueError(f"mode is 'thread' or 'subprocess', not {mode!r}")
         if in_memory and data_dir is not None:
             raise ValueError("in_memory=True keeps no data directory; give one or the other")
+        placed = {"listeners", "log.dirs", "log.dir", "kpy.storage.in.memory"} & set(config or {})
+        if placed:
+            raise ValueError(f"set {sorted(placed)} with port, host, data_dir and in_memory")
         self.host = host
         self.port = port
         self.mode: Mode = mode
@@ -101,8 +106,10 @@ class Broker:
     def start(self) -> Broker:
         if self._runner is not None:
             raise BrokerError("already started")
+        made_dir = False
         if not self.in_memory and self._given_dir is None and self._temp_dir is None:
             self._temp_dir = tempfile.mkdtemp(prefix="kpy-")
+            made_dir = True
         overrides = {**self.config, **self._placement()}
         runner: _ThreadRunner | _ProcessRunner = (
             _ThreadRunner(overrides) if self.mode == "thread" else _ProcessRunner(overrides)
@@ -110,7 +117,8 @@ class Broker:
         try:
             self.port = runner.start(self.start_timeout)
         except BaseException:
-            self._remove_temp_dir()
+            if made_dir:  # not one whose data a restart() was to keep
+                self._remove_temp_dir()
             raise
         self._runner = runner
         return self
@@ -210,38 +218,48 @@ class _ThreadRunner:
 
             options["use_uvloop"] = True
 
-        async def serve(*, task_status: Any) -> None:
+        started: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+        async def serve() -> None:
             def ready(broker: object, bound: list[tuple[str, int]]) -> None:
-                task_status.started(bound[0][1])
+                started.set_result(bound[0][1])
 
             await server.run(config, ready=ready, handle_signals=False)
 
-        portal = self._stack.enter_context(
+        self._portal = self._stack.enter_context(
             anyio.from_thread.start_blocking_portal("asyncio", options)
         )
+        self._future = self._portal.start_task_soon(serve, name="kpy broker")
         try:
-            self._future, port = portal.start_task(serve, name="kpy broker")
+            concurrent.futures.wait(
+                [started, self._future], timeout, concurrent.futures.FIRST_COMPLETED
+            )
+            if started.done():
+                return started.result()
+            if self._future.done():
+                self._future.result()  # raises what stopped it
+                raise BrokerError("kpy stopped before it was ready")
+            raise BrokerError(f"kpy was not ready after {timeout:g} s")
         except BaseException as e:
-            self._stack.close()
+            self.stop()  # cancels the start, whatever stage it reached
             if isinstance(e, OSError):
                 raise BrokerError(f"kpy could not start: {e}") from e
             raise
-        self._portal = portal
-        return int(port)
 
     def alive(self) -> bool:
         return self._future is not None and not self._future.done()
 
     def stop(self) -> None:
-        if self._future is not None:
-            self._portal.call(self._cancel)
-            with contextlib.suppress(BaseException):
-                self._future.result()
+        future, self._future = self._future, None
+        if future is not None:
+            future.cancel()  # cancels the broker's task: it closes its logs and returns
+            try:
+                future.result()
+            except concurrent.futures.CancelledError:
+                pass
+            except BaseException:
+                log.exception("the kpy broker thread had failed")
         self._stack.close()  # ends the event loop and joins its thread
-        self._future = None
-
-    def _cancel(self) -> None:
-        self._future.cancel()
 
 
 class _ProcessRunner:
@@ -250,7 +268,7 @@ class _ProcessRunner:
     def __init__(self, overrides: dict[str, str]) -> None:
         self._overrides = overrides
         self.proc: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
+        self.output: collections.deque[str] = collections.deque(maxlen=1000)  # the last lines
         self._pump: threading.Thread | None = None
 
     def start(self, timeout: float) -> int:

@@ -289,7 +289,9 @@ class MemoryFileSystem(FileSystem):
         self._lock = threading.Lock()
         self._root = _Dir()
         self._fds: dict[int, _File] = {}
-        self._next_fd = 3
+        # Far from the process's own descriptors: a memory descriptor passed to os by mistake
+        # fails (EBADF) instead of reaching a real file.
+        self._next_fd = 1 << 30
 
     # --- Resolving names (under the lock) ---
 

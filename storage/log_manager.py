@@ -115,8 +115,8 @@ class RecoveryProgress:
         if now - self._said >= RECOVERY_PROGRESS_EVERY_S:
             self._said = now
             log.info(
-                "recovering after an unclean shutdown: %d of %d segments checked, "
-                "%d of %d logs open (%.0f s)",
+                "recovering after an unclean shutdown: %d segments checked (of %d in all; "
+                "those below a log's recovery point need none), %d of %d logs open (%.0f s)",
                 self.segments,
                 self.segments_total,
                 self.logs,

@@ -275,8 +275,11 @@ def test_a_long_recovery_logs_its_progress(
     with caplog.at_level(logging.INFO, logger="kpy.storage.log_manager"):
         opened(LogManager.open(tmp_path, config))
     lines = [r.getMessage() for r in caplog.records if "recovering after" in r.getMessage()]
-    assert lines[0].startswith(f"recovering after an unclean shutdown: 1 of {segments} segments")
-    assert f"{segments} of {segments} segments checked, 2 of 2 logs open" in lines[-1]
+    assert lines[0].startswith(
+        f"recovering after an unclean shutdown: 1 segments checked (of {segments} in all"
+    )
+    assert f": {segments} segments checked (of {segments} in all" in lines[-1]
+    assert "2 of 2 logs open" in lines[-1]
 
 
 def test_a_clean_start_logs_no_recovery_progress(
