@@ -28,6 +28,7 @@ from kpy.config import BrokerConfig, Listener
 from kpy.coordinator.consumer_group import ConsumerGroupCoordinator
 from kpy.coordinator.group import GroupCoordinator
 from kpy.coordinator.offsets import OFFSETS_TOPIC, OffsetStore
+from kpy.coordinator.transaction import TXN_TOPIC, TransactionCoordinator
 from kpy.file_deleter import FileDeleter
 from kpy.group_commit import GroupCommit
 from kpy.handlers.registry import REGISTRY, CloseConnection, loaded
@@ -184,6 +185,17 @@ class Broker:
             session_timeout_ms=config.get_int("group.consumer.session.timeout.ms"),
             max_group_size=config.get_int("group.consumer.max.size"),
         )
+        self.transactions = TransactionCoordinator.open(
+            self.logs,
+            self.write_txn_markers,
+            partitions=config.get_int("transaction.state.log.num.partitions"),
+            segment_bytes=config.get_int("transaction.state.log.segment.bytes"),
+            max_timeout_ms=config.get_int("transaction.max.timeout.ms"),
+            id_expiration_ms=config.get_int("transactional.id.expiration.ms"),
+            leader_epoch=LEADER_EPOCH,
+        )
+        # Transactions a crash left between their two writes: their markers go out now.
+        self.transactions.complete_unfinished(int(time.time() * 1000))
         self.max_request_size = config.get_int("socket.request.max.bytes")
         self.started_ms = int(time.time() * 1000)
         # One broker leads every partition; its leader epoch never changes (leader_epoch.py).
@@ -288,6 +300,107 @@ class Broker:
                 log.exception("could not create %s", OFFSETS_TOPIC)
                 return False
         return True
+
+    async def ensure_transaction_topic(self) -> bool:
+        """Create ``__transaction_state`` if it is not there yet (Kafka creates it on the first
+        FindCoordinator for a transactional id); False when that failed."""
+        if self.transactions.topic_exists:
+            return True
+        async with self.admin_lock:
+            try:
+                await anyio.to_thread.run_sync(self.transactions.create_topic)
+            except (OSError, se.StorageError):
+                log.exception("could not create %s", TXN_TOPIC)
+                return False
+        return True
+
+    def write_txn_markers(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        partitions: frozenset[tuple[str, int]],
+        coordinator_epoch: int | None = None,
+    ) -> set[tuple[str, int]]:
+        """Write a transaction marker to each partition (Kafka's WriteTxnMarkers, which the
+        coordinator sends to the partitions' leaders: here, itself); the partitions whose
+        marker could not be written, to try again later.
+
+        A deleted partition needs no marker. A marker refused for its epochs (the producer or
+        the coordinator moved on: Kafka's INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED)
+        is given up, as Kafka's coordinator gives up such a partition. On a partition of
+        ``__consumer_offsets`` the marker also ends the transaction's offset commits there.
+        Fetch long polls of each partition are woken: its last stable offset moved."""
+        now_ms = int(time.time() * 1000)
+        epoch = (
+            self.transactions.coordinator_epoch if coordinator_epoch is None else coordinator_epoch
+        )
+        failed: set[tuple[str, int]] = set()
+        for topic, partition in sorted(partitions):
+            partition_log = self.logs.get_log(topic, partition)
+            if partition_log is None:
+                continue
+            try:
+                partition_log.append_marker(
+                    producer_id,
+                    producer_epoch,
+                    commit=commit,
+                    coordinator_epoch=epoch,
+                    now_ms=now_ms,
+                    leader_epoch=self.leader_epoch,
+                )
+            except (se.InvalidProducerEpoch, se.TransactionCoordinatorFenced) as e:
+                log.warning(
+                    "marker of producer %d to %s-%d refused: %s", producer_id, topic, partition, e
+                )
+                continue
+            except (se.StorageError, OSError) as e:
+                log.warning(
+                    "marker of producer %d to %s-%d failed: %s", producer_id, topic, partition, e
+                )
+                failed.add((topic, partition))
+                continue
+            if topic == OFFSETS_TOPIC:
+                self.offsets.complete_transaction(partition, producer_id, commit)
+            self.waiters.notify(topic, partition)
+        return failed
+
+    def verify_transactional_write(
+        self,
+        transactional_id: str | None,
+        producer_id: int,
+        producer_epoch: int,
+        tp: tuple[str, int],
+        *,
+        generic_error: bool,
+    ) -> ErrorCode:
+        """KIP-890's check before a transactional write to ``tp`` (Kafka's
+        UnifiedLog.maybeStartTransactionVerification and AddPartitionsToTxnManager): none needed
+        when the producer already has a transaction open there at this epoch; otherwise the
+        coordinator must have the partition in the producer's transaction. The coordinator's
+        PRODUCER_FENCED comes back as INVALID_PRODUCER_EPOCH (what producers expect from a
+        write), and TRANSACTION_ABORTABLE as INVALID_TXN_STATE for requests older than the
+        code (``generic_error`` false). transaction.partition.verification.enable=false turns it
+        off."""
+        if transactional_id is None or not self.config.get_bool(
+            "transaction.partition.verification.enable"
+        ):
+            return ErrorCode.none
+        partition_log = self.logs.get_log(*tp)
+        if partition_log is not None:
+            entry = partition_log.producer_state.last_entry(producer_id)
+            if (
+                entry is not None
+                and entry.current_txn_first_offset is not None
+                and entry.producer_epoch == producer_epoch
+            ):
+                return ErrorCode.none
+        error = self.transactions.verify(transactional_id, producer_id, producer_epoch, [tp])[tp]
+        if error is ErrorCode.producer_fenced:
+            return ErrorCode.invalid_producer_epoch
+        if error is ErrorCode.transaction_abortable and not generic_error:
+            return ErrorCode.invalid_txn_state
+        return error
 
     async def delete_topic(self, name: str) -> bool:
         """Delete a topic; False when it is not there (another request deleted it first).

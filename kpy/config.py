@@ -91,6 +91,14 @@ DEFAULTS: dict[str, str] = {
     "offsets.retention.minutes": "10080",
     "offsets.retention.check.interval.ms": "600000",
     "offset.metadata.max.bytes": "4096",
+    # Transaction coordinator (Kafka's names and defaults).
+    "transaction.state.log.num.partitions": "50",
+    "transaction.state.log.segment.bytes": "104857600",
+    "transaction.max.timeout.ms": "900000",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": "10000",
+    "transactional.id.expiration.ms": "604800000",
+    "transaction.remove.expired.transaction.cleanup.interval.ms": "3600000",
+    "transaction.partition.verification.enable": "true",
     # DescribeTopicPartitions pages at most this many partitions.
     "max.request.partition.size.limit": "2000",
 }

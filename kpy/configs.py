@@ -140,6 +140,33 @@ _BROKER: dict[str, tuple[ConfigType, bool, str]] = {
     "offsets.retention.minutes": (_INT, False, "How long offsets of an empty group are kept."),
     "offsets.retention.check.interval.ms": (_LONG, False, "How often expired offsets are removed."),
     "offset.metadata.max.bytes": (_INT, False, "Largest metadata string of a committed offset."),
+    "transaction.state.log.num.partitions": (_INT, False, "Partitions of __transaction_state."),
+    "transaction.state.log.segment.bytes": (
+        _INT,
+        False,
+        "segment.bytes of __transaction_state.",
+    ),
+    "transaction.max.timeout.ms": (_INT, False, "Largest transaction timeout a producer may ask."),
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
+        _INT,
+        False,
+        "How often transactions past their timeout are aborted.",
+    ),
+    "transactional.id.expiration.ms": (
+        _INT,
+        False,
+        "How long an idle transactional id is remembered.",
+    ),
+    "transaction.remove.expired.transaction.cleanup.interval.ms": (
+        _INT,
+        False,
+        "How often idle transactional ids are expired.",
+    ),
+    "transaction.partition.verification.enable": (
+        _BOOL,
+        True,
+        "Check that a transactional write goes to a partition of its transaction.",
+    ),
 }
 for _topic_name, _synonyms in TOPIC_CONFIG_SYNONYMS.items():
     for _broker_name, _ in _synonyms:

@@ -208,6 +208,8 @@ async def run(
             tg.start_soon(broker.groups.run)
             tg.start_soon(broker.consumer_groups.run)
             tg.start_soon(_expire_offsets_loop, broker)
+            tg.start_soon(_transactions_loop, broker, False)
+            tg.start_soon(_transactions_loop, broker, True)
             if handle_signals:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     # Ready only now: a SIGTERM sent as soon as the ready line is read must
@@ -305,3 +307,24 @@ async def _expire_offsets_loop(broker: Broker) -> None:
             )
         except Exception:
             log.exception("expiring committed offsets failed; will try again")
+
+
+async def _transactions_loop(broker: Broker, expiry: bool) -> None:
+    """The transaction coordinator's periodic work: abort transactions past their timeout
+    (and retry markers that could not be written) every
+    transaction.abort.timed.out.transaction.cleanup.interval.ms, or (``expiry``) forget
+    transactional ids idle for transactional.id.expiration.ms, checked every
+    transaction.remove.expired.transaction.cleanup.interval.ms."""
+    if expiry:
+        key = "transaction.remove.expired.transaction.cleanup.interval.ms"
+        task = broker.transactions.expire_transactional_ids
+    else:
+        key = "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+        task = broker.transactions.abort_timed_out
+    interval = broker.config.get_int(key) / 1000
+    while True:
+        await anyio.sleep(interval)
+        try:
+            task(int(time.time() * 1000))
+        except Exception:
+            log.exception("%s task failed; will try again", key)

@@ -36,6 +36,7 @@ _PRODUCE_PARTITION = struct.Struct(">ihqqq")
 # partition_index, error_code, high_watermark, last_stable_offset, log_start_offset
 _FETCH_PARTITION = struct.Struct(">ihqqq")
 _DIVERGING = struct.Struct(">BBiqB")  # tag 0, size 13, epoch, end_offset, no tagged fields
+_ABORTED = struct.Struct(">qq")  # AbortedTransaction: producer id, first offset
 
 
 class ProducePartition(NamedTuple):
@@ -59,7 +60,9 @@ class FetchPartition(NamedTuple):
     last_stable_offset: int
     log_start_offset: int
     records: bytes | bytearray | memoryview
-    aborted_transactions: bool  # an empty list (read_committed) rather than null
+    # (producer id, first offset) of each aborted transaction the records overlap, for
+    # read_committed fetches; None (null) for read_uncommitted.
+    aborted_transactions: Sequence[tuple[int, int]] | None
     diverging_epoch: tuple[int, int] | None = None  # (epoch, end offset)
 
 
@@ -150,10 +153,15 @@ def encode_fetch(
             # high_watermark ends at byte 14, last_stable_offset (v4+) at 22, log start (v5+)
             head += fixed if version >= 5 else fixed[:22] if version >= 4 else fixed[:14]
             if version >= 4:
-                if p.aborted_transactions:
-                    head += b"\x01" if flexible else b"\x00\x00\x00\x00"
-                else:
+                aborted = p.aborted_transactions
+                if aborted is None:
                     head += b"\x00" if flexible else b"\xff\xff\xff\xff"
+                else:
+                    head += _array_length(len(aborted), flexible)
+                    for producer_id, first_offset in aborted:
+                        head += _ABORTED.pack(producer_id, first_offset)
+                        if flexible:
+                            head.append(0)  # no tagged fields
             if version >= 11:
                 head += b"\xff\xff\xff\xff"  # preferred_read_replica: none
             size = len(p.records)

@@ -216,9 +216,18 @@ class GroupCoordinator:
         return group is None or group.state in (EMPTY, DEAD)
 
     def validate_offset_commit(
-        self, group_id: str, member_id: str, generation_id: int, group_instance_id: str | None
+        self,
+        group_id: str,
+        member_id: str,
+        generation_id: int,
+        group_instance_id: str | None,
+        *,
+        transactional: bool = False,
     ) -> ErrorCode:
-        """Whether a classic-protocol commit may be stored (Kafka's validateOffsetCommit)."""
+        """Whether a classic-protocol commit may be stored (Kafka's validateOffsetCommit).
+
+        ``transactional`` (TxnOffsetCommit): the group's state is not enforced, and a request
+        naming neither member nor generation (v0-v2) is accepted in any state."""
         group = self.groups.get(group_id)
         if group is None:
             return ErrorCode.none if generation_id < 0 else ErrorCode.illegal_generation
@@ -229,6 +238,14 @@ class GroupCoordinator:
             if known is not None and known != member_id:
                 return ErrorCode.fenced_instance_id
         if generation_id < 0 and group.state == EMPTY:
+            return ErrorCode.none
+        if transactional:
+            if generation_id < 0 and not member_id and group_instance_id is None:
+                return ErrorCode.none
+            if member_id not in group.members:
+                return ErrorCode.unknown_member_id
+            if generation_id != group.generation_id:
+                return ErrorCode.illegal_generation
             return ErrorCode.none
         if group.state == COMPLETING:
             return ErrorCode.rebalance_in_progress

@@ -28,8 +28,17 @@ that version; strings are an int16 byte length and UTF-8; nothing here is kpy's 
 Reading accepts what Kafka may have written: values v0 (offset, metadata, commitTimestamp), v1
 (plus expireTimestamp, read and dropped), v2 (as v0), v3, and v4 (flexible: compact string,
 tagged fields). Keys of other record types (group metadata, version 2; the KIP-848 records,
-3 and up) are skipped, as are control batches and transactional batches (kpy has no
-transactions yet, so none of its own).
+3 and up) are skipped.
+
+Transactional commits (TxnOffsetCommit, ``commit_transactional``): the records go in a
+transactional batch carrying the producer's id and epoch, and wait, per (partition, producer
+id), until that producer's transaction marker comes to the partition: a commit marker
+(``complete_transaction``, called by the broker as it writes the marker, and by replay on
+reading it) installs them, an abort marker drops them. As Kafka's OffsetMetadataManager does, a
+transactional offset is installed only if no commit written after it (its record offset is
+higher) is there already, so that compaction of the topic cannot change which commit wins; and
+a tombstone drops the pending offsets of its key too. ``has_pending`` tells OffsetFetch
+(require_stable) which partitions wait on a transaction.
 
 Invariants: the map equals the replay of every partition, last record per key winning and a
 tombstone removing; every mutation writes its records before touching the map.
@@ -67,6 +76,8 @@ from kio.schema.errors import ErrorCode
 
 from kpy.protocol.records import (
     HEADER_SIZE,
+    NO_SEQUENCE,
+    TRANSACTIONAL_MASK,
     CorruptRecordBatch,
     InvalidRecordBatch,
     build_batch,
@@ -77,7 +88,7 @@ from kpy.protocol.records import (
 from kpy.storage.errors import StorageError
 from kpy.storage.log import Log
 from kpy.storage.log_manager import LogManager
-from kpy.storage.producer_state import AppendOrigin
+from kpy.storage.producer_state import AppendOrigin, ControlMarker
 
 log = logging.getLogger("kpy.offsets")
 
@@ -113,7 +124,13 @@ class GroupMembership(Protocol):
     """What the offset handlers ask of the group coordinator (kpy.coordinator.group)."""
 
     def validate_offset_commit(
-        self, group_id: str, member_id: str, generation_id: int, group_instance_id: str | None
+        self,
+        group_id: str,
+        member_id: str,
+        generation_id: int,
+        group_instance_id: str | None,
+        *,
+        transactional: bool = False,
     ) -> ErrorCode: ...
 
     def group_state(self, group_id: str) -> str | None: ...
@@ -153,7 +170,7 @@ class CorruptOffsetRecord(ValueError):
     """A record of ``__consumer_offsets`` that does not parse as its version says."""
 
 
-def _string(text: str) -> bytes:
+def encode_string(text: str) -> bytes:
     raw = text.encode("utf-8")
     if len(raw) > 0x7FFF:
         raise ValueError(f"string of {len(raw)} bytes is too long for an int16 length")
@@ -163,8 +180,8 @@ def _string(text: str) -> bytes:
 def encode_offset_key(group_id: str, topic: str, partition: int) -> bytes:
     return (
         struct.pack(">h", OFFSET_COMMIT_KEY_VERSION)
-        + _string(group_id)
-        + _string(topic)
+        + encode_string(group_id)
+        + encode_string(topic)
         + struct.pack(">i", partition)
     )
 
@@ -172,12 +189,12 @@ def encode_offset_key(group_id: str, topic: str, partition: int) -> bytes:
 def encode_offset_value(value: OffsetAndMetadata) -> bytes:
     return (
         struct.pack(">hqi", OFFSET_COMMIT_VALUE_VERSION, value.offset, value.leader_epoch)
-        + _string(value.metadata)
+        + encode_string(value.metadata)
         + struct.pack(">q", value.commit_timestamp_ms)
     )
 
 
-class _Reader:
+class RecordReader:
     def __init__(self, buf: bytes) -> None:
         self.buf = buf
         self.pos = 0
@@ -228,7 +245,7 @@ class _Reader:
 
 def decode_offset_key(key: bytes) -> tuple[str, str, int] | None:
     """(group, topic, partition) of an offset commit key; None for other record types."""
-    r = _Reader(key)
+    r = RecordReader(key)
     version = r.unpack(">h")
     if version not in (0, 1):
         return None
@@ -236,7 +253,7 @@ def decode_offset_key(key: bytes) -> tuple[str, str, int] | None:
 
 
 def decode_offset_value(value: bytes) -> OffsetAndMetadata:
-    r = _Reader(value)
+    r = RecordReader(value)
     version = r.unpack(">h")
     if not 0 <= version <= 4:
         raise CorruptOffsetRecord(f"unknown OffsetCommitValue version {version}")
@@ -269,6 +286,13 @@ class OffsetStore:
         self.leader_epoch = leader_epoch
         self._segment_bytes = segment_bytes
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        # The log offset of the record each committed offset came from.
+        self._positions: dict[tuple[str, TopicPartition], int] = {}
+        # Transactional commits waiting for their marker: (partition, producer id) ->
+        # (group, partition) -> (record offset, value).
+        self._pending: dict[
+            tuple[int, int], dict[tuple[str, TopicPartition], tuple[int, OffsetAndMetadata]]
+        ] = {}
 
     @classmethod
     def open(
@@ -344,11 +368,16 @@ class OffsetStore:
             for pos, header in iter_headers(data):
                 progressed = True
                 offset = header.next_offset
-                if header.is_control or header.is_transactional:
-                    continue
                 batch = memoryview(data)[pos : pos + header.size]
                 try:
                     records = decode_records(batch)
+                    if header.is_control:
+                        if header.producer_id >= 0 and records:
+                            marker = ControlMarker.decode(records[0].key, records[0].value)
+                            self.complete_transaction(
+                                partition, header.producer_id, not marker.abort
+                            )
+                        continue
                 except (InvalidRecordBatch, CorruptRecordBatch, ValueError) as e:
                     log.warning(
                         "%s-%d: skipping undecodable batch at offset %d: %s",
@@ -358,14 +387,23 @@ class OffsetStore:
                         e,
                     )
                     continue
+                producer = header.producer_id if header.is_transactional else None
                 for record in records:
-                    self._replay_record(partition, record.offset, record.key, record.value)
+                    self._replay_record(
+                        partition, record.offset, record.key, record.value, producer
+                    )
             if not progressed:
                 break
 
     def _replay_record(
-        self, partition: int, offset: int, key: bytes | None, value: bytes | None
+        self,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        producer_id: int | None = None,
     ) -> None:
+        """``producer_id``: the producer of a transactional batch, None otherwise."""
         if key is None:
             return
         try:
@@ -373,17 +411,24 @@ class OffsetStore:
             if decoded is None:
                 return
             group_id, topic, tp_partition = decoded
+            tp = (topic, tp_partition)
             if value is None:
-                self._forget(group_id, (topic, tp_partition))
+                self._forget(group_id, tp)
+            elif producer_id is not None:
+                pending = self._pending.setdefault((partition, producer_id), {})
+                pending[(group_id, tp)] = (offset, decode_offset_value(value))
             else:
-                self._remember(group_id, (topic, tp_partition), decode_offset_value(value))
+                self._remember(group_id, tp, decode_offset_value(value), offset)
         except CorruptOffsetRecord as e:
             log.warning(
                 "%s-%d: skipping record at offset %d: %s", OFFSETS_TOPIC, partition, offset, e
             )
 
-    def _remember(self, group_id: str, tp: TopicPartition, value: OffsetAndMetadata) -> None:
+    def _remember(
+        self, group_id: str, tp: TopicPartition, value: OffsetAndMetadata, position: int
+    ) -> None:
         self._offsets.setdefault(group_id, {})[tp] = value
+        self._positions[(group_id, tp)] = position
 
     def _forget(self, group_id: str, tp: TopicPartition) -> None:
         group = self._offsets.get(group_id)
@@ -391,6 +436,59 @@ class OffsetStore:
             group.pop(tp, None)
             if not group:
                 del self._offsets[group_id]
+        self._positions.pop((group_id, tp), None)
+        partition = self.partition_for(group_id)
+        for (part, _), pending in self._pending.items():
+            if part == partition:
+                pending.pop((group_id, tp), None)
+
+    # --- Transactions ------------------------------------------------------------------------
+
+    def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
+        """A marker of ``producer_id`` came to ``partition``: install (commit) or drop its
+        pending offsets there (Kafka's replayEndTransactionMarker)."""
+        pending = self._pending.pop((partition, producer_id), None)
+        if not pending or not commit:
+            return
+        for (group_id, tp), (position, value) in pending.items():
+            current = self._positions.get((group_id, tp))
+            if current is None or position > current:
+                self._remember(group_id, tp, value, position)
+
+    def has_pending(self, group_id: str, tp: TopicPartition) -> bool:
+        """Whether a transaction not yet ended committed an offset of ``tp`` for the group."""
+        partition = self.partition_for(group_id)
+        return any(
+            (group_id, tp) in pending
+            for (part, _), pending in self._pending.items()
+            if part == partition
+        )
+
+    def commit_transactional(
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, OffsetAndMetadata],
+        producer_id: int,
+        producer_epoch: int,
+        *,
+        now_ms: int | None = None,
+    ) -> None:
+        """Write offsets committed inside a transaction (TxnOffsetCommit): pending until the
+        producer's marker. Raises as ``Log.append`` does (InvalidProducerEpoch for an epoch
+        older than the producer's); then nothing of the call is stored."""
+        if not offsets:
+            return
+        records: list[tuple[bytes, bytes | None]] = [
+            (encode_offset_key(group_id, topic, partition), encode_offset_value(value))
+            for (topic, partition), value in offsets.items()
+        ]
+        partition = self.partition_for(group_id)
+        first = self._append(
+            partition, records, _now(now_ms), producer=(producer_id, producer_epoch)
+        )
+        pending = self._pending.setdefault((partition, producer_id), {})
+        for i, (tp, value) in enumerate(offsets.items()):
+            pending[(group_id, tp)] = (first + i, value)
 
     # --- Writing -----------------------------------------------------------------------------
 
@@ -398,15 +496,30 @@ class OffsetStore:
         return partition_for(group_id, self.partitions)
 
     def _append(
-        self, partition: int, records: list[tuple[bytes, bytes | None]], now_ms: int
-    ) -> None:
-        """Append records to one partition, in as few batches as max.message.bytes allows.
+        self,
+        partition: int,
+        records: list[tuple[bytes, bytes | None]],
+        now_ms: int,
+        *,
+        producer: tuple[int, int] | None = None,
+    ) -> int:
+        """Append records to one partition, in as few batches as max.message.bytes allows
+        (transactional batches of ``producer``, (id, epoch), if given); the offset of the
+        first record (the rest follow it).
 
         Raises StorageError (RecordTooLarge, KafkaStorageError, ...) or OSError; then nothing
         of this call is in the log.
         """
         if not records:
-            return
+            return -1
+        batch_args: dict[str, int] = {}
+        if producer is not None:
+            batch_args = {
+                "producer_id": producer[0],
+                "producer_epoch": producer[1],
+                "base_sequence": NO_SEQUENCE,
+                "attributes": TRANSACTIONAL_MASK,
+            }
         partition_log = self._log(partition)
         max_bytes = partition_log.config.max_message_bytes
         buf = bytearray()
@@ -415,19 +528,20 @@ class OffsetStore:
         for key, value in records:
             record_size = len(key) + len(value or b"") + _RECORD_OVERHEAD
             if chunk and size + record_size > max_bytes:
-                buf += build_batch(chunk, timestamp=now_ms)
+                buf += build_batch(chunk, timestamp=now_ms, **batch_args)
                 chunk, size = [], HEADER_SIZE
             chunk.append((key, value))
             size += record_size
-        buf += build_batch(chunk, timestamp=now_ms)
+        buf += build_batch(chunk, timestamp=now_ms, **batch_args)
         headers = validate_batches(buf)
-        partition_log.append(
+        result = partition_log.append(
             buf,
             headers,
             now_ms=now_ms,
             leader_epoch=self.leader_epoch,
             origin=AppendOrigin.COORDINATOR,
         )
+        return result.base_offset
 
     def _tombstone(
         self, targets: Iterable[tuple[str, TopicPartition]], now_ms: int | None = None
@@ -467,9 +581,9 @@ class OffsetStore:
             (encode_offset_key(group_id, topic, partition), encode_offset_value(value))
             for (topic, partition), value in offsets.items()
         ]
-        self._append(self.partition_for(group_id), records, _now(now_ms))
-        for tp, value in offsets.items():
-            self._remember(group_id, tp, value)
+        first = self._append(self.partition_for(group_id), records, _now(now_ms))
+        for i, (tp, value) in enumerate(offsets.items()):
+            self._remember(group_id, tp, value, first + i)
 
     def fetch(
         self, group_id: str, partitions: Iterable[TopicPartition] | None = None

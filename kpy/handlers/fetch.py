@@ -8,8 +8,14 @@ appends to its partitions, until max_wait.
 
 Fetch sessions (KIP-227) are declined: every response has session id 0, which tells clients to
 send full requests; an incremental request (session epoch above 0) gets
-FETCH_SESSION_ID_NOT_FOUND, as Kafka answers for a session it does not have. Without
-transactions the last stable offset is the high watermark. v13+ names topics by id.
+FETCH_SESSION_ID_NOT_FOUND, as Kafka answers for a session it does not have. v13+ names topics
+by id.
+
+Transactions (v4+): every answer carries the partition's last stable offset (the first offset
+of its oldest open transaction, else the high watermark). A read_committed fetch reads only
+below it and gets the aborted transactions its records overlap (producer id and first offset,
+from the log's transaction index: Log.aborted_transactions), which the consumer uses to skip
+their records; a read_uncommitted fetch reads to the high watermark, aborted list null.
 
 Leader epochs (leader_epoch.py), as Kafka's Partition.fetchRecords/readRecords: a
 current_leader_epoch (a negative one means none) other than the leader's is
@@ -34,6 +40,7 @@ from kio.schema.errors import ErrorCode
 from kpy import down_conversion
 from kpy.handlers.registry import error_response, handles
 from kpy.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET, check_current, end_offset_for
+from kpy.protocol import records as rb
 from kpy.protocol.hot_responses import FetchPartition, encode_fetch
 from kpy.protocol.messages import EncodedBody
 from kpy.storage import errors as se
@@ -97,9 +104,9 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Enco
     by_id = ctx.version >= 13
     responses = []
     for topic in request.topics:
+        aborted = () if read_committed else None
         partitions = [
-            _partition(p.partition, error, -1, -1, -1, read_committed, b"")
-            for p in topic.partitions
+            _partition(p.partition, error, -1, -1, -1, aborted, b"") for p in topic.partitions
         ]
         responses.append((topic.topic_id if by_id else topic.topic, partitions))
     return encode_fetch(ctx.version, error.value, responses)
@@ -141,14 +148,17 @@ async def _read_all(
                     error = ErrorCode.unsupported_compression_type
                 if error is ErrorCode.none and diverging is None:
                     limit = min(p.partition_max_bytes, remaining)
-                    error, data = await _read_partition(log, p.fetch_offset, limit, min_one)
+                    upper = log.last_stable_offset if read_committed else None
+                    error, data = await _read_partition(log, p.fetch_offset, limit, min_one, upper)
                     if data and down_conversion.needs_conversion(ctx.version):
                         error, data = await down_conversion.down_convert(
                             bytes(data), ctx.version, p.fetch_offset, limit
                         )
             if error is not ErrorCode.none or log is None:
                 answer_now = True
-                out.append(_partition(p.partition, error, -1, -1, -1, read_committed, b""))
+                out.append(
+                    _partition(p.partition, error, -1, -1, -1, () if read_committed else None, b"")
+                )
                 continue
             if diverging is not None:
                 answer_now = True
@@ -156,15 +166,17 @@ async def _read_all(
                 min_one = False
                 remaining -= len(data)
                 total += len(data)
-            hw = log.log_end_offset
+            aborted: list[tuple[int, int]] | None = None
+            if read_committed:
+                aborted = _aborted(log, p.fetch_offset, data) if data else []
             out.append(
                 _partition(
                     p.partition,
                     error,
-                    hw,
-                    hw,
+                    log.log_end_offset,
+                    log.last_stable_offset,
                     log.log_start_offset,
-                    read_committed,
+                    aborted,
                     data,
                     diverging=diverging,
                 )
@@ -192,15 +204,30 @@ def _check_epochs(p: Any, log: Log) -> tuple[ErrorCode, tuple[int, int] | None]:
     return ErrorCode.none, None
 
 
+def _aborted(log: Log, offset: int, data: Records) -> list[tuple[int, int]]:
+    """The aborted transactions overlapping the batches read (from ``offset`` to the end of
+    the last one), as (producer id, first offset)."""
+    found = log.aborted_transactions(offset, log.last_stable_offset)
+    if not found:  # the common case: no header to walk
+        return []
+    end = offset
+    for _, header in rb.iter_headers(data):
+        end = header.next_offset
+    return [(t.producer_id, t.first_offset) for t in found if t.first_offset < end]
+
+
 async def _read_partition(
-    log: Log, offset: int, limit: int, min_one: bool
+    log: Log, offset: int, limit: int, min_one: bool, upper: int | None = None
 ) -> tuple[ErrorCode, Records]:
+    """``upper``: read only batches below it (read_committed: the last stable offset)."""
     if not log.log_start_offset <= offset <= log.log_end_offset:
         return ErrorCode.offset_out_of_range, b""
     if offset == log.log_end_offset or (limit <= 0 and not min_one):
         return ErrorCode.none, b""
+    if upper is not None and offset >= upper:
+        return ErrorCode.none, b""
     try:
-        return ErrorCode.none, await _read(log, offset, limit, min_one)
+        return ErrorCode.none, await _read(log, offset, limit, min_one, upper)
     except se.OffsetOutOfRange:
         return ErrorCode.offset_out_of_range, b""
     except se.LogClosed:  # the topic was deleted while this fetch read
@@ -209,13 +236,9 @@ async def _read_partition(
         return ErrorCode.kafka_storage_error, b""
 
 
-async def _read(log: Log, offset: int, limit: int, min_one: bool) -> Records:
-    if limit > INLINE_READ_LIMIT:
-        parts = await anyio.to_thread.run_sync(
-            functools.partial(log.read_buffers, offset, limit, min_one=min_one)
-        )
-    else:
-        parts = log.read_buffers(offset, limit, min_one=min_one)
+async def _read(log: Log, offset: int, limit: int, min_one: bool, upper: int | None) -> Records:
+    read = functools.partial(log.read_buffers, offset, limit, min_one=min_one, max_offset=upper)
+    parts = await anyio.to_thread.run_sync(read) if limit > INLINE_READ_LIMIT else read()
     # One segment's bytes go out as they were read; several (rare) are joined.
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -226,12 +249,9 @@ def _partition(
     hw: int,
     lso: int,
     log_start: int,
-    read_committed: bool,
+    aborted: list[tuple[int, int]] | tuple[()] | None,
     records: Records,
     *,
     diverging: tuple[int, int] | None = None,
 ) -> FetchPartition:
-    # aborted_transactions: an empty list for read_committed (none: no transactions), else null.
-    return FetchPartition(
-        index, error.value, hw, lso, log_start, records, read_committed, diverging
-    )
+    return FetchPartition(index, error.value, hw, lso, log_start, records, aborted, diverging)

@@ -2,9 +2,9 @@
 
 kpy is the coordinator of every group and every transactional id: the answer is always this
 broker, at the address of the listener the request came in on. The first lookup of a group
-creates ``__consumer_offsets`` (Broker.ensure_offsets_topic), as Kafka's does; if that fails the
-answer is COORDINATOR_NOT_AVAILABLE. v4+ asks for several keys at once.
-An empty key or an unknown key type is INVALID_REQUEST.
+creates ``__consumer_offsets`` (Broker.ensure_offsets_topic), and of a transactional id
+``__transaction_state``, as Kafka's does; if that fails the answer is COORDINATOR_NOT_AVAILABLE.
+v4+ asks for several keys at once. An empty key or an unknown key type is INVALID_REQUEST.
 """
 
 from __future__ import annotations
@@ -27,8 +27,13 @@ GROUP, TRANSACTION = 0, 1
 async def handle(ctx: RequestContext, request: Any) -> Any:
     key_type = getattr(request, "key_type", GROUP)
     keys = request.coordinator_keys if ctx.version >= 4 else (request.key,)
-    # A group's coordinator needs __consumer_offsets: made now if it is not there yet.
-    ready = key_type != GROUP or not any(keys) or await ctx.broker.ensure_offsets_topic()
+    # A group's coordinator needs __consumer_offsets, a transactional id's
+    # __transaction_state: made now if it is not there yet.
+    ready = True
+    if any(keys) and key_type == GROUP:
+        ready = await ctx.broker.ensure_offsets_topic()
+    elif any(keys) and key_type == TRANSACTION:
+        ready = await ctx.broker.ensure_transaction_topic()
 
     def answer(key: str) -> ErrorCode:
         if key_type not in (GROUP, TRANSACTION) or not key:

@@ -1,12 +1,14 @@
 """ListOffsets (key 2), v0-v10.
 
 Timestamps: -2 earliest (the log start offset), -1 latest (the high watermark; the last stable
-offset for read_committed, the same thing until transactions arrive), -3 the record with the
+offset for read_committed, v2+, below which no transaction is open), -3 the record with the
 largest timestamp (v7+), -4 earliest local (v8+; no tiered storage, so the log start), -5 latest
 tiered (v9+; nothing is tiered, so Kafka's answer for an empty remote log: offset -1), and any
 other value the first record whose timestamp is at or after it, through the time index. Lookups
 by timestamp (-3 too) consider only records at or after the log start offset (DeleteRecords
-moves it). With no such record the answer is offset -1 and timestamp -1, as Kafka gives it.
+moves it). With no such record the answer is offset -1 and timestamp -1, as Kafka gives it;
+read_committed answers the same for a record found at or above the last stable offset
+(Kafka's lastFetchableOffset).
 
 Leader epochs (leader_epoch.py): current_leader_epoch -1 means none; any other value than the
 leader's epoch is FENCED_LEADER_EPOCH (older) or UNKNOWN_LEADER_EPOCH (newer). A found offset
@@ -40,6 +42,7 @@ KEY = 2
 UNKNOWN_EPOCH = -1
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 # The first version that may ask for each special timestamp; others are UNSUPPORTED_VERSION.
+READ_COMMITTED = 1
 MIN_VERSION = {LATEST: 0, EARLIEST: 0, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
 
 
@@ -48,11 +51,12 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     if ctx.version == 0:
         return _respond_v0(ctx, request, lambda topic, p: _lookup_v0(ctx, topic, p))
     seen = Counter((t.name, p.partition_index) for t in request.topics for p in t.partitions)
+    read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED  # v2+
 
     def lookup(topic: str, p: Any) -> tuple[ErrorCode, int, int]:
         if seen[(topic, p.partition_index)] > 1:
             return ErrorCode.invalid_request, -1, -1
-        return _lookup(ctx, topic, p)
+        return _lookup(ctx, topic, p, read_committed)
 
     return _respond(ctx, request, lookup)
 
@@ -150,7 +154,9 @@ def _respond(
     return make(mod.ListOffsetsResponse, throttle_time=0, topics=tuple(topics))
 
 
-def _lookup(ctx: RequestContext, topic: str, p: Any) -> tuple[ErrorCode, int, int]:
+def _lookup(
+    ctx: RequestContext, topic: str, p: Any, read_committed: bool
+) -> tuple[ErrorCode, int, int]:
     broker = ctx.broker
     log = broker.logs.get_log(topic, p.partition_index)
     if log is None:
@@ -164,8 +170,9 @@ def _lookup(ctx: RequestContext, topic: str, p: Any) -> tuple[ErrorCode, int, in
     ts = p.timestamp
     if ts < 0 and ctx.version < MIN_VERSION.get(ts, 1 << 15):
         return ErrorCode.unsupported_version, -1, -1
+    fetchable = log.last_stable_offset if read_committed else log.log_end_offset
     if ts == LATEST:
-        return ErrorCode.none, log.log_end_offset, -1
+        return ErrorCode.none, fetchable, -1
     if ts in (EARLIEST, EARLIEST_LOCAL):
         return ErrorCode.none, log.log_start_offset, -1
     if ts == LATEST_TIERED:
@@ -174,4 +181,6 @@ def _lookup(ctx: RequestContext, topic: str, p: Any) -> tuple[ErrorCode, int, in
     if found is None:
         return ErrorCode.none, -1, -1
     offset, timestamp = found
+    if offset >= fetchable:
+        return ErrorCode.none, -1, -1
     return ErrorCode.none, offset, timestamp

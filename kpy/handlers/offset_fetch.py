@@ -9,10 +9,11 @@ that does not exist, answers offset -1, leader epoch -1, metadata "" and no erro
 none. A group the coordinator does not know is answered from its offsets, which is what Kafka's
 "simple group" holds; a Dead group has none.
 
-require_stable (v7+): offsets are pending only inside transactions, which kpy does not have yet,
-so the answer is the same. member_id and member_epoch (v9) belong to the KIP-848 protocol and
-are ignored for classic groups, as Kafka does. The empty group id is accepted (Kafka keeps it
-for backward compatibility). No ACLs, so no TOPIC_AUTHORIZATION_FAILED.
+require_stable (v7+): a partition with an offset committed inside a transaction that has not
+ended yet (TxnOffsetCommit) answers UNSTABLE_OFFSET_COMMIT and offset -1, which the client
+retries; without it the offset committed before shows. member_id and member_epoch (v9) belong
+to the KIP-848 protocol and are ignored for classic groups, as Kafka does. The empty group id
+is accepted (Kafka keeps it for backward compatibility). No ACLs, so no TOPIC_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ KEY = 9
 BATCHED_VERSION = 8  # the first version asking for several groups
 DEAD = "Dead"
 
-# (topic, [(partition, offset and metadata or None for "no commit")]) in answer order
-TopicAnswer = tuple[str, list[tuple[int, OffsetAndMetadata | None]]]
+# (topic, [(partition, offset and metadata, None for "no commit", or the partition's error)])
+# in answer order
+Answer = OffsetAndMetadata | ErrorCode | None
+TopicAnswer = tuple[str, list[tuple[int, Answer]]]
 
 
 @handles(KEY)
@@ -62,10 +65,11 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                     )
                 )
                 continue
-            topics = _lookup(offsets, groups, g.group_id, g.topics)
+            topics = _lookup(offsets, groups, g.group_id, g.topics, request.require_stable)
             answers.append(_group_response(mod, g.group_id, topics))
         return make(mod.OffsetFetchResponse, throttle_time=0, groups=tuple(answers))
-    topics = _lookup(offsets, groups, request.group_id, request.topics)
+    stable = getattr(request, "require_stable", False)
+    topics = _lookup(offsets, groups, request.group_id, request.topics, stable)
     return make(
         mod.OffsetFetchResponse,
         throttle_time=0,
@@ -111,18 +115,31 @@ def _validate_member(broker: Any, group: Any) -> ErrorCode:
 
 
 def _lookup(
-    offsets: OffsetStore, groups: GroupMembership, group_id: str, topics: Iterable[Any] | None
+    offsets: OffsetStore,
+    groups: GroupMembership,
+    group_id: str,
+    topics: Iterable[Any] | None,
+    require_stable: bool,
 ) -> list[TopicAnswer]:
     dead = groups.group_state(group_id) == DEAD
+
+    def answer(tp: tuple[str, int], value: OffsetAndMetadata | None) -> Answer:
+        if require_stable and offsets.has_pending(group_id, tp):
+            return ErrorCode.unstable_offset_commit
+        return value
+
     if topics is None:  # all of the group's offsets
         stored = {} if dead else offsets.fetch(group_id)
-        by_topic: dict[str, list[tuple[int, OffsetAndMetadata | None]]] = {}
+        by_topic: dict[str, list[tuple[int, Answer]]] = {}
         for (topic, partition), value in sorted(stored.items()):
-            by_topic.setdefault(topic, []).append((partition, value))
+            by_topic.setdefault(topic, []).append((partition, answer((topic, partition), value)))
         return list(by_topic.items())
     wanted = [(t.name, p) for t in topics for p in t.partition_indexes]
     found = {} if dead else offsets.fetch(group_id, wanted)
-    return [(t.name, [(p, found.get((t.name, p))) for p in t.partition_indexes]) for t in topics]
+    return [
+        (t.name, [(p, answer((t.name, p), found.get((t.name, p)))) for p in t.partition_indexes])
+        for t in topics
+    ]
 
 
 def _group_response(mod: Any, group_id: str, topics: list[TopicAnswer]) -> Any:
@@ -139,7 +156,12 @@ def _topic(mod: Any, type_name: str, answer: TopicAnswer) -> Any:
     return make(
         getattr(mod, type_name),
         name=name,
-        partitions=tuple(_partition(mod, p, value, ErrorCode.none) for p, value in partitions),
+        partitions=tuple(
+            _partition(mod, p, None, value)
+            if isinstance(value, ErrorCode)
+            else _partition(mod, p, value, ErrorCode.none)
+            for p, value in partitions
+        ),
     )
 
 

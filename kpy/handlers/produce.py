@@ -69,8 +69,23 @@ Outcome = tuple[ErrorCode, Any, "str | None"]
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> EncodedBody | None:
     now_ms = int(time.time() * 1000)
+    transactional_id = getattr(request, "transactional_id", None)
+    if (
+        transactional_id is None
+        and ctx.version >= 3
+        and any(
+            _has_transactional_batch(part.records)
+            for topic in request.topic_data
+            for part in topic.partition_data
+        )
+    ):
+        # KafkaApis: transactional records need a transactional id the client may use.
+        denied = ErrorCode.transactional_id_authorization_failed
+        return _respond(ctx, request, lambda topic, part: (denied, None, None))
     outcomes = [
-        await _append(ctx, topic.name, part.index, part.records, request.acks, now_ms)
+        await _append(
+            ctx, topic.name, part.index, part.records, request.acks, now_ms, transactional_id
+        )
         for topic in request.topic_data
         for part in topic.partition_data
     ]
@@ -139,8 +154,67 @@ def _respond(
     return encode_produce(ctx.version, topics)
 
 
+# Coordinator errors a producer before KIP-890 would not retry: Kafka answers these instead
+# (ReplicaManager's postVerificationCallback), which every producer retries.
+_RETRY_AS_NOT_ENOUGH_REPLICAS = frozenset(
+    {
+        ErrorCode.concurrent_transactions,
+        ErrorCode.network_exception,
+        ErrorCode.coordinator_load_in_progress,
+        ErrorCode.coordinator_not_available,
+        ErrorCode.not_coordinator,
+    }
+)
+
+
+def _verify(
+    ctx: RequestContext,
+    transactional_id: str | None,
+    header: rb.BatchHeader,
+    tp: tuple[str, int],
+) -> Outcome | None:
+    """KIP-890 part 1: a transactional batch goes only to a partition of its transaction
+    (Broker.verify_transactional_write); the error to answer, or None."""
+    error = ctx.broker.verify_transactional_write(
+        transactional_id,
+        header.producer_id,
+        header.producer_epoch,
+        tp,
+        generic_error=ctx.version >= 11,
+    )
+    if error is ErrorCode.none:
+        return None
+    if error is ErrorCode.invalid_txn_state:
+        return error, None, "Partition was not added to the transaction"
+    if error in _RETRY_AS_NOT_ENOUGH_REPLICAS:
+        return (
+            ErrorCode.not_enough_replicas,
+            None,
+            "Unable to verify the partition has been added to the transaction. "
+            f"Underlying error: {error.name.upper()}",
+        )
+    return error, None, None
+
+
+def _has_transactional_batch(records: bytes | None) -> bool:
+    """Whether a partition's v2 records hold a transactional batch (only the first can: one
+    batch per partition)."""
+    return (
+        records is not None
+        and len(records) > rb.ATTRIBUTES_OFFSET + 1
+        and records[rb.MAGIC_OFFSET] == 2
+        and bool(records[rb.ATTRIBUTES_OFFSET + 1] & rb.TRANSACTIONAL_MASK)
+    )
+
+
 async def _append(
-    ctx: RequestContext, topic: str, partition: int, records: bytes | None, acks: int, now_ms: int
+    ctx: RequestContext,
+    topic: str,
+    partition: int,
+    records: bytes | None,
+    acks: int,
+    now_ms: int,
+    transactional_id: str | None = None,
 ) -> Outcome:
     broker = ctx.broker
     log = broker.logs.get_log(topic, partition)
@@ -174,6 +248,12 @@ async def _append(
             return _key_errors(keyless, f"{topic}-{partition}")
     if broker.logs.get_log(topic, partition) is not log:  # deleted while a worker decoded
         return ErrorCode.unknown_topic_or_partition, None, None
+    first = headers[0]
+    if first.is_transactional:
+        # No await from here to the append: nothing can end the transaction in between.
+        refused = _verify(ctx, transactional_id, first, (topic, partition))
+        if refused is not None:
+            return refused
     try:
         result = log.append(buf, headers, now_ms=now_ms, leader_epoch=broker.leader_epoch)
     except se.InvalidProducerEpoch as e:
@@ -264,9 +344,10 @@ async def _check_v2(
     header = headers[0]
     if header.compression > ZSTD:
         return ErrorCode.unsupported_compression_type, None, None
-    if header.is_transactional or header.is_control:
-        # Transactions arrive with issue 9; Kafka refuses control batches from clients too.
-        return ErrorCode.invalid_record, None, "transactional batches are not supported yet"
+    if header.is_control:
+        return ErrorCode.invalid_record, None, "Clients are not allowed to write control records"
+    if header.is_transactional and header.producer_id < 0:
+        return ErrorCode.invalid_record, None, "a transactional batch needs a producer id"
     if header.compression:
         try:
             max_ts = await _run(

@@ -4,7 +4,7 @@
 checks each request's version against it, so what kpy advertises cannot drift from what it
 dispatches. Each API's handler lives in the module named beside it and is imported on the first
 request of that API, not at start-up (a broker's start-up time is one of the figures it is judged
-by, and most clients use a handful of the 32 APIs). A module registers its handler with
+by, and most clients use a handful of the 40 APIs). A module registers its handler with
 ``@handles(KEY)`` and, where Kafka answers a failed request with an error response rather than by
 closing the connection, its responder with ``@error_response(KEY)``.
 """
@@ -47,6 +47,11 @@ APIS: tuple[tuple[int, str, int, int, str], ...] = (
     (21, "DeleteRecords", 0, 2, "delete_records"),
     (22, "InitProducerId", 0, 5, "init_producer_id"),
     (23, "OffsetForLeaderEpoch", 2, 4, "offset_for_leader_epoch"),
+    (24, "AddPartitionsToTxn", 0, 5, "add_partitions_to_txn"),
+    (25, "AddOffsetsToTxn", 0, 4, "add_offsets_to_txn"),
+    (26, "EndTxn", 0, 4, "end_txn"),
+    (27, "WriteTxnMarkers", 1, 1, "write_txn_markers"),
+    (28, "TxnOffsetCommit", 0, 4, "txn_offset_commit"),
     (32, "DescribeConfigs", 1, 4, "describe_configs"),
     (33, "AlterConfigs", 0, 2, "alter_configs"),
     (35, "DescribeLogDirs", 1, 4, "describe_log_dirs"),
@@ -57,6 +62,9 @@ APIS: tuple[tuple[int, str, int, int, str], ...] = (
     (46, "ListPartitionReassignments", 0, 0, "list_partition_reassignments"),
     (47, "OffsetDelete", 0, 0, "offset_delete"),
     (60, "DescribeCluster", 0, 2, "describe_cluster"),
+    (61, "DescribeProducers", 0, 0, "describe_producers"),
+    (65, "DescribeTransactions", 0, 0, "describe_transactions"),
+    (66, "ListTransactions", 0, 1, "list_transactions"),
     (68, "ConsumerGroupHeartbeat", 0, 1, "consumer_group_heartbeat"),
     (69, "ConsumerGroupDescribe", 0, 1, "consumer_group_describe"),
     (75, "DescribeTopicPartitions", 0, 0, "describe_topic_partitions"),

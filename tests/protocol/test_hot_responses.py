@@ -74,7 +74,12 @@ def _kio_fetch(version: int, error: int, topics: list[tuple[Any, list[FetchParti
                     high_watermark=p.high_watermark,
                     last_stable_offset=p.last_stable_offset,
                     log_start_offset=p.log_start_offset,
-                    aborted_transactions=() if p.aborted_transactions else None,
+                    aborted_transactions=None
+                    if p.aborted_transactions is None
+                    else tuple(
+                        make(mod.AbortedTransaction, producer_id=pid, first_offset=first)
+                        for pid, first in p.aborted_transactions
+                    ),
                     preferred_read_replica=-1,
                     records=bytes(p.records),
                     **extra,
@@ -130,16 +135,18 @@ def _fetch_cases(version: int) -> list[tuple[int, list[tuple[Any, list[FetchPart
         return TOPIC_ID if version >= 13 else name
 
     return [
-        (0, [(key("t"), [FetchPartition(0, 0, 10, 10, 0, b"\x01" * 300, False)])]),
+        (0, [(key("t"), [FetchPartition(0, 0, 10, 10, 0, b"\x01" * 300, None)])]),
         (
             0,
             [
                 (
                     key("topic-é"),
                     [
-                        FetchPartition(0, 0, 5, 5, 0, b"", True),
-                        FetchPartition(1, 1, -1, -1, -1, b"", False),
-                        FetchPartition(2, 0, 9, 9, 2, memoryview(b"abcdef")[1:4], True, (3, 7)),
+                        FetchPartition(0, 0, 5, 5, 0, b"", ()),
+                        FetchPartition(1, 1, -1, -1, -1, b"", None),
+                        FetchPartition(
+                            2, 0, 9, 4, 2, memoryview(b"abcdef")[1:4], ((7, 1), (2**62, 3)), (3, 7)
+                        ),
                     ],
                 ),
                 (key("u"), []),
