@@ -709,3 +709,85 @@ def test_handlers_register_their_versions(handlers: SimpleNamespace) -> None:
         47: ("OffsetDelete", 0, 0),
     }
     assert all(REGISTRY[k].error_response is not None for k in served)
+
+
+# --- Transactional commits -------------------------------------------------------------------
+
+
+def _marker(manager: LogManager, group: str, producer_id: int, epoch: int, commit: bool) -> None:
+    """An end-transaction marker for ``producer_id`` in the group's partition, as the
+    transaction coordinator writes it (a control batch, key: version 0 and type 1 commit / 0
+    abort; value: version 0 and the coordinator epoch)."""
+    lg = manager.get_log(OFFSETS_TOPIC, partition_for(group, PARTS))
+    assert lg is not None
+    batch = bytearray(
+        build_batch(
+            [(struct.pack(">hh", 0, int(commit)), struct.pack(">hi", 0, 0))],
+            timestamp=T0,
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            attributes=0x30,  # transactional | control
+        )
+    )
+    lg.append(batch, validate_batches(batch), now_ms=T0, origin=AppendOrigin.COORDINATOR)
+
+
+def test_transactional_commit_waits_for_its_marker(data_dir: Path, logs: LogManager) -> None:
+    store = OffsetStore.open(logs, PARTS, now_ms=T0)
+    store.commit("g", {("t", 0): oam(5)}, now_ms=T0)
+    store.commit_transactional("g", {("t", 0): oam(9), ("t", 1): oam(3)}, 77, 0, now_ms=T0)
+    assert store.fetch("g") == {("t", 0): oam(5)}
+    assert store.has_pending("g", ("t", 0)) and store.has_pending("g", ("t", 1))
+    assert not store.has_pending("g", ("t", 2)) and not store.has_pending("h", ("t", 0))
+    # A crash before the marker: replay keeps them pending.
+    logs.close()
+    manager, store = reopen(data_dir)
+    try:
+        assert store.fetch("g") == {("t", 0): oam(5)}
+        assert store.has_pending("g", ("t", 1))
+        _marker(manager, "g", 77, 0, commit=True)
+        store.complete_transaction(partition_for("g", PARTS), 77, True)
+        assert store.fetch("g") == {("t", 0): oam(9), ("t", 1): oam(3)}
+        assert not store.has_pending("g", ("t", 0))
+        # Aborted ones never show, also after a replay.
+        store.commit_transactional("g", {("t", 0): oam(100)}, 78, 0, now_ms=T0)
+        _marker(manager, "g", 78, 0, commit=False)
+        store.complete_transaction(partition_for("g", PARTS), 78, False)
+        assert store.fetch("g")[("t", 0)] == oam(9)
+    finally:
+        manager.close()
+    manager, store = reopen(data_dir)
+    try:
+        assert store.fetch("g") == {("t", 0): oam(9), ("t", 1): oam(3)}
+        assert not store.has_pending("g", ("t", 0))
+    finally:
+        manager.close()
+
+
+def test_later_plain_commit_wins_over_an_earlier_transactional_one(
+    data_dir: Path, logs: LogManager
+) -> None:
+    """Kafka's rule (OffsetMetadataManager.replayEndTransactionMarker): the commit written
+    last wins, whenever the transaction ends."""
+    store = OffsetStore.open(logs, PARTS, now_ms=T0)
+    store.commit_transactional("g", {("t", 0): oam(9)}, 77, 0, now_ms=T0)
+    store.commit("g", {("t", 0): oam(20)}, now_ms=T0)
+    _marker(logs, "g", 77, 0, commit=True)
+    store.complete_transaction(partition_for("g", PARTS), 77, True)
+    assert store.fetch("g") == {("t", 0): oam(20)}
+    logs.close()
+    manager, store = reopen(data_dir)
+    try:
+        assert store.fetch("g") == {("t", 0): oam(20)}
+    finally:
+        manager.close()
+
+
+def test_tombstone_drops_pending_transactional_offsets(logs: LogManager) -> None:
+    store = OffsetStore.open(logs, PARTS, now_ms=T0)
+    store.commit("g", {("t", 0): oam(1)}, now_ms=T0)
+    store.commit_transactional("g", {("t", 0): oam(9)}, 77, 0, now_ms=T0)
+    store.delete_offsets("g", [("t", 0)], now_ms=T0)
+    assert not store.has_pending("g", ("t", 0))
+    store.complete_transaction(partition_for("g", PARTS), 77, True)
+    assert store.fetch("g") == {}
