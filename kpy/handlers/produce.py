@@ -19,6 +19,14 @@ corrected, as Kafka sets it. Big payloads are decompressed on a worker thread.
 A compacted topic (cleanup.policy with compact) refuses records without a key with
 INVALID_RECORD, as Kafka's LogValidator.validateKey does: only its batches are decoded for that.
 
+Transactional batches (kpy.coordinator.transaction): the request must carry a transactional id
+(TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request otherwise, as KafkaApis answers),
+and the partition must be in the producer's transaction unless the producer already has one
+open there at this epoch (KIP-890 part 1: INVALID_TXN_STATE, from v11 TRANSACTION_ABORTABLE; a
+fenced producer gets INVALID_PRODUCER_EPOCH; a coordinator that cannot tell yet,
+NOT_ENOUGH_REPLICAS, which every producer retries). Control batches from clients are
+INVALID_RECORD.
+
 zstd needs v7 (UNSUPPORTED_COMPRESSION_TYPE below). acks 0, 1 and -1 are accepted; on one node
 acks=-1 waits for nothing more than acks=1 (the flush policy decides durability). With acks=0
 no response is sent, and an error closes the connection, as Kafka does, so the client learns of
