@@ -5,7 +5,10 @@ from __future__ import annotations
 from kpy.handlers.registry import REGISTRY
 
 NOTES = {
-    22: " (idempotent producers; transactions to come)",
+    24: " (v4+: the batched and verify-only form brokers send)",
+    26: " (v5, transaction.version 2, not served)",
+    27: " (the admin client's abort; v0 was removed in Kafka 4)",
+    28: " (v5, transaction.version 2, not served)",
 }
 
 
