@@ -25,7 +25,7 @@ PRODUCE = [
     for client in ("kafka-producer-perf-test", "confluent-kafka")
     for size in ("100 B", "1 KB")
     for acks in ("1", "all")
-]
+] + ["produce 1 KB transactions of 100 ms (kafka-producer-perf-test)"]
 CONSUME = [
     f"consume {size} ({client})"
     for client in ("kafka-consumer-perf-test", "confluent-kafka")

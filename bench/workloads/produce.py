@@ -9,6 +9,11 @@ Scale.repeats runs in records per second; MB/s and the per-run values are in the
 
 It also runs against the sink (bench/sink.py), which acknowledges without storing: its column
 shows what the client can push on this machine, the ceiling for any broker.
+
+Transactions (issue 9): kafka-producer-perf-test with a transactional id, committing every
+TXN_DURATION_MS, 1 KB records (acks=all, as transactions require): the cost of the transaction
+coordinator's round trips and markers on top of the plain acks=all row. Not against the sink,
+which has no coordinator.
 """
 
 from __future__ import annotations
@@ -36,7 +41,12 @@ def fresh_topic(ctx: Context, name: str) -> str:
     return name
 
 
-def perf_test(ctx: Context, topic: str, count: int, size: int, acks: str) -> dict[str, Any]:
+TXN_DURATION_MS = 100
+
+
+def perf_test(
+    ctx: Context, topic: str, count: int, size: int, acks: str, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """One kafka-producer-perf-test run: records/s, MB/s and its latency summary."""
     out = java_tool(
         "kafka-producer-perf-test",
@@ -49,6 +59,7 @@ def perf_test(ctx: Context, topic: str, count: int, size: int, acks: str) -> dic
             str(size),
             "--throughput",
             "-1",
+            *extra,
             "--producer-props",
             f"bootstrap.servers={ctx.bootstrap}",
             f"acks={acks}",
@@ -115,7 +126,33 @@ def run_confluent(ctx: Context) -> list[Measurement]:
     return measure(ctx, *CLIENTS[1])
 
 
+def run_transactions(ctx: Context) -> list[Measurement]:
+    size, count = 1024, ctx.scale.large_records
+    runs = []
+    for i in range(ctx.scale.repeats):
+        topic = fresh_topic(ctx, f"produce-txn-{i}")
+        extra = ("--transactional-id", f"bench-{topic}", "--transaction-duration-ms")
+        result = perf_test(ctx, topic, count, size, "all", (*extra, str(TXN_DURATION_MS)))
+        ctx.log(f"produce 1 KB transactional perf-test: {result['rate']:,.0f} msg/s")
+        runs.append(result)
+    return [
+        ctx.measurement(
+            f"produce 1 KB transactions of {TXN_DURATION_MS} ms (kafka-producer-perf-test)",
+            "msg/s",
+            statistics.median(r["rate"] for r in runs),
+            records=count,
+            record_size=size,
+            acks="all",
+            partitions=PARTITIONS,
+            transaction_duration_ms=TXN_DURATION_MS,
+            mb_per_s=statistics.median(r["mb_per_s"] for r in runs),
+            runs=runs,
+        )
+    ]
+
+
 WORKLOADS = [
     Workload("produce-perf-test", run_perf_test, ("kpy", "kafka", "sink")),
     Workload("produce-confluent", run_confluent, ("kpy", "kafka", "sink")),
+    Workload("produce-transactions", run_transactions, ("kpy", "kafka")),
 ]
