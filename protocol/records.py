@@ -462,6 +462,33 @@ def build_batch(
     return head + tail
 
 
+CONTROL_ABORT, CONTROL_COMMIT = 0, 1  # Kafka's ControlRecordType
+
+
+def build_control_batch(
+    producer_id: int,
+    producer_epoch: int,
+    *,
+    commit: bool,
+    coordinator_epoch: int,
+    timestamp: int,
+) -> bytearray:
+    """A transaction marker (Kafka's EndTransactionMarker): one v2 batch, transactional and
+    control, base sequence -1, holding one record whose key is int16 version 0 and int16 type
+    (0 abort, 1 commit) and whose value is int16 version 0 and int32 coordinator epoch."""
+    key = struct.pack(">hh", 0, CONTROL_COMMIT if commit else CONTROL_ABORT)
+    value = struct.pack(">hi", 0, coordinator_epoch)
+    return bytearray(
+        build_batch(
+            [(key, value)],
+            timestamp=timestamp,
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            attributes=TRANSACTIONAL_MASK | CONTROL_MASK,
+        )
+    )
+
+
 class RawRecord(NamedTuple):
     """One record of a batch as stored: its bytes (length prefix included) unchanged, so that a
     batch keeping its base offset and base timestamp can carry it over verbatim (the log

@@ -24,6 +24,7 @@ from kpy.storage.errors import (
     RecordTooLarge,
     StorageError,
     TopicExists,
+    TransactionCoordinatorFenced,
     UnknownTopic,
 )
 from kpy.storage.log import AppendResult, Log
@@ -62,5 +63,6 @@ __all__ = [
     "TimeIndex",
     "TopicExists",
     "TopicInfo",
+    "TransactionCoordinatorFenced",
     "UnknownTopic",
 ]

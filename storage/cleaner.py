@@ -26,10 +26,14 @@ Kafka's LogCleaner, Cleaner, LogCleanerManager and OffsetMap, for one broker:
   its codec, a batch whose records all stay is copied byte for byte. A batch whose records all
   go is dropped, unless it is the last batch of a producer the producer state knows: then an
   empty batch (header only) keeps that producer's epoch and sequence, as Kafka does.
-- Control batches are kept as they are. kpy has no transactions yet; Kafka's rules to add with
-  them: records of aborted transactions go, a transaction's marker goes once no data of the
-  transaction is left and the delete horizon passed, and the dirty section ends at the first
-  unstable offset.
+- Transactions, as Kafka's cleaner: the dirty section ends at the log's first unstable offset
+  (nothing of an open transaction, nor anything after it, is cleaned); the records of aborted
+  transactions (found through the transaction indexes: a transactional batch of producer P at
+  offset B is aborted when an aborted transaction of P spans B) are neither put in the offset
+  map nor kept, so a key's latest committed value survives an aborted later one. Control
+  batches (markers) are all kept, with their transaction index entries, which the rewritten
+  segment carries over; Kafka drops a marker once no data of its transaction is left and the
+  delete horizon passed, kpy never does (a marker costs one small batch).
 
 Crash safety: a group's replacement is written as ``<base>.{log,index,timeindex}.cleaned`` and
 fsynced, renamed to ``.swap`` (indexes first), the old segments renamed to ``.deleted``, the
@@ -154,6 +158,9 @@ def cleanable_range(log: Log, checkpoint: int | None, now_ms: int) -> CleanableR
             found = segment.find_batch(segment.base_offset)
             first_dirty_ts = found[1].max_timestamp if found is not None else -1
         dirty_bytes += segment.size
+    unstable = log.producer_state.first_unstable_offset()
+    if unstable is not None:
+        uncleanable = min(uncleanable, unstable)
     if uncleanable < first_dirty:
         uncleanable = first_dirty
     return CleanableRange(first_dirty, uncleanable, clean_bytes, dirty_bytes, first_dirty_ts)
@@ -208,6 +215,19 @@ class Cleaner:
     # For crash tests: stop ``clean_group`` after this step (one of HALT_STEPS).
     halt_after: str | None = None
 
+    # Aborted transactions of the section cleaned: producer id -> (first offset, marker
+    # offset) spans; filled by ``build_offset_map``.
+    aborted: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def _is_aborted(self, header: BatchHeader) -> bool:
+        """Whether a data batch belongs to an aborted transaction."""
+        if not header.is_transactional:
+            return False
+        spans = self.aborted.get(header.producer_id)
+        return spans is not None and any(
+            first <= header.base_offset <= last for first, last in spans
+        )
+
     def _step_done(self, step: str, new: LogSegment) -> None:
         if self.halt_after == step:
             raise CleanerHalted(step, new)
@@ -219,13 +239,15 @@ class Cleaner:
 
     def _build_offset_map(self) -> None:
         lo, hi = self.cleanable.first_dirty, self.cleanable.first_uncleanable
+        for txn in self.log.aborted_transactions(self.log.log_start_offset, hi):
+            self.aborted.setdefault(txn.producer_id, []).append((txn.first_offset, txn.last_offset))
         for segment, upper in _following_bases(self.log):
             if upper <= lo:
                 continue
             if segment.base_offset >= hi:
                 break
             for _, header, records in self._batches(segment):
-                if header.is_control:
+                if header.is_control or self._is_aborted(header):
                     continue
                 for record in records:
                     if lo <= record.offset < hi and record.key is not None:
@@ -322,7 +344,8 @@ class Cleaner:
             if header.is_control:
                 out += segment.read_at(pos, header.size)
                 continue
-            kept = [r for r in records if self._keep(r, drop_tombstones)]
+            aborted = self._is_aborted(header)
+            kept = [] if aborted else [r for r in records if self._keep(r, drop_tombstones)]
             self.stats.records_read += len(records)
             self.stats.records_kept += len(kept)
             if len(kept) == len(records) and records:
@@ -341,6 +364,8 @@ class Cleaner:
         if out:
             self.stats.bytes_written += len(out)
             new.append(out)
+        for txn in segment.txn_index.entries:  # every marker was kept: so are its entries
+            new.txn_index.append(txn)
 
     def _keep(self, record: RawRecord, drop_tombstones: bool) -> bool:
         """Kafka's shouldRetainRecord."""

@@ -50,6 +50,11 @@ class InvalidTxnState(ProducerStateError):
     """A non-transactional write inside an open transaction (INVALID_TXN_STATE, 48)."""
 
 
+class TransactionCoordinatorFenced(ProducerStateError):
+    """A transaction marker from a coordinator epoch older than the last marker's for that
+    producer (TRANSACTION_COORDINATOR_FENCED, 52)."""
+
+
 class KafkaStorageError(StorageError):
     """The log cannot be used (KAFKA_STORAGE_ERROR, 56): it went offline after a failed write
     could not be undone, or it was closed or deleted while a request still held it."""

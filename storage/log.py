@@ -16,8 +16,10 @@ from typing import NamedTuple
 from kpy.protocol.records import (
     BatchHeader,
     InvalidRecordBatch,
+    build_control_batch,
     decode_records,
     iter_headers,
+    read_header,
     set_base_offset,
     set_log_append_time,
     set_partition_leader_epoch,
@@ -34,6 +36,7 @@ from kpy.storage.fs import OS_FS, FileSystem
 from kpy.storage.producer_state import (
     SNAPSHOT_SUFFIX,
     AppendOrigin,
+    CompletedTxn,
     ControlMarker,
     ProducerStateManager,
     list_snapshot_offsets,
@@ -54,7 +57,9 @@ from kpy.storage.segment import (
     TIME_INDEX_SUFFIX,
     LogSegment,
     segment_paths,
+    txn_index_path,
 )
+from kpy.storage.txn_index import TXN_INDEX_SUFFIX, AbortedTxn
 
 __all__ = [
     "CREATE_TIME",
@@ -91,7 +96,7 @@ def _next_offset_of_file(fs: FileSystem, path: Path, base: int) -> int:
 
 
 def _unlink_segment_files(fs: FileSystem, directory: Path, base: int) -> None:
-    for path in segment_paths(directory, base):
+    for path in (*segment_paths(directory, base), txn_index_path(directory, base)):
         fs.unlink(path, missing_ok=True)
 
 
@@ -384,6 +389,17 @@ class Log:
             active.flush()
             recovered += 1
 
+        # Transaction indexes are derived from the producer state at each marker: those of the
+        # segments recovered here that hold markers (their tails may be gone, and with them
+        # markers the index lists) and any that did not decode are rebuilt by replaying the log
+        # from a snapshot below them. A recovered segment without markers has no entries left.
+        txn_rebuild_from: int | None = None
+        for segment in segments:
+            if segment.txn_index_lost or segment.recovered_control:
+                txn_rebuild_from = segment.base_offset
+                break
+        if created:
+            txn_rebuild_from = None
         end = active.read_next_offset()
         producer_state = ProducerStateManager(directory, fs)
         if end < log_start_offset:
@@ -413,7 +429,7 @@ class Log:
         log.truncated_bytes = truncated
         log.deleted_segments = deleted
         log.last_flush_ms = now_ms
-        removed_snapshots = log._rebuild_producer_state()
+        removed_snapshots = log._rebuild_producer_state(txn_rebuild_from)
         if deleted or removed_snapshots or removed_files:
             fs.fsync_dir(directory)  # make the deletions durable before anything builds on them
         log._dir_dirty = created
@@ -438,7 +454,7 @@ class Log:
                 continue
             if "." + suffix == LOG_SUFFIX:
                 bases.append(int(stem))
-            elif "." + suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            elif "." + suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
                 index_stems.append((stem, entry))
         have = {f"{b:020d}" for b in bases}
         for stem, entry in index_stems:
@@ -492,8 +508,11 @@ class Log:
                     _unlink_segment_files(fs, directory, int(stem))
                     removed += 1
             for swap, final in zip(
-                segment_paths(directory, base, SWAP_SUFFIX),
-                segment_paths(directory, base),
+                (
+                    txn_index_path(directory, base, SWAP_SUFFIX),
+                    *segment_paths(directory, base, SWAP_SUFFIX),
+                ),
+                (txn_index_path(directory, base), *segment_paths(directory, base)),
                 strict=True,
             ):
                 with contextlib.suppress(FileNotFoundError):
@@ -516,18 +535,50 @@ class Log:
             fs=fs,
         )
 
-    def _rebuild_producer_state(self) -> int:
+    def _rebuild_producer_state(self, txn_rebuild_from: int | None = None) -> int:
         """Load the newest usable snapshot and replay the batches after it; returns how many
-        snapshot files were deleted on the way."""
+        snapshot files were deleted on the way.
+
+        With ``txn_rebuild_from`` (a segment's base offset), the transaction indexes of that
+        segment and every later one are rebuilt too: the replay starts from a snapshot at or
+        below it (or the log start) and indexes each abort marker it meets there, as Kafka's
+        LogSegment.recover does with the producer state."""
         state = self.producer_state
-        removed = state.truncate_and_reload(self.log_start_offset, self.log_end_offset)
+        at_most = None
+        if txn_rebuild_from is not None:
+            at_most = max(txn_rebuild_from, self.log_start_offset)
+            for segment in self._segments:
+                if segment.base_offset >= txn_rebuild_from:
+                    segment.txn_index.reset()
+        removed = state.truncate_and_reload(
+            self.log_start_offset, self.log_end_offset, at_most=at_most
+        )
         for segment, pos, header in self._batches_from(state.map_end_offset):
             marker = None
             if header.is_control and header.producer_id >= 0:
                 marker = self._read_marker(segment, pos, header)
-            state.replay(header, marker)
+            completed = state.replay(header, marker)
+            if txn_rebuild_from is not None and segment.base_offset >= txn_rebuild_from:
+                self._index_aborted(segment, completed)
         state.map_end_offset = self.log_end_offset
+        if txn_rebuild_from is not None:
+            for segment in self._segments:
+                segment.txn_index.flush()
         return removed
+
+    def _index_aborted(self, segment: LogSegment, completed: Sequence[CompletedTxn]) -> None:
+        """Add the aborted transactions among ``completed`` (markers in ``segment``, producer
+        state already applied) to the segment's transaction index."""
+        for txn in completed:
+            if txn.is_aborted:
+                segment.txn_index.append(
+                    AbortedTxn(
+                        txn.producer_id,
+                        txn.first_offset,
+                        txn.last_offset,
+                        self.producer_state.last_stable_offset_after(txn),
+                    )
+                )
 
     @staticmethod
     def _read_marker(segment: LogSegment, pos: int, header: BatchHeader) -> ControlMarker | None:
@@ -659,6 +710,14 @@ class Log:
             raise
         self.log_end_offset = last_offset + 1
         self.producer_state.apply(analysis, self.log_end_offset)
+        if markers is not None:
+            try:
+                self._index_aborted(segment, analysis.completed)
+            except OSError as e:
+                # The marker is in the log but its index entry is not: only the recovery at
+                # the next start (which rebuilds the index) can make them agree again.
+                self._offline = True
+                raise LogOffline(f"{self.dir}: writing the transaction index failed ({e})") from e
         return AppendResult(
             first_offsets[0],
             last_offset,
@@ -676,6 +735,56 @@ class Log:
         pos = sum(h.size for h in headers[:index])
         records = decode_records(memoryview(batches)[pos : pos + header.size])
         return ControlMarker.decode(records[0].key, records[0].value) if records else None
+
+    def append_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        *,
+        commit: bool,
+        coordinator_epoch: int,
+        now_ms: int,
+        leader_epoch: int | None = None,
+    ) -> int:
+        """Write a transaction marker (a control batch, Kafka's EndTransactionMarker) for the
+        producer's transaction here; its offset. The producer's epoch may not be older than
+        the partition has seen (InvalidProducerEpoch), nor the coordinator epoch older than the
+        producer's last marker's (TransactionCoordinatorFenced). A marker for a producer with
+        no transaction open here is written all the same and completes nothing, as in Kafka.
+        An abort that completes a transaction is indexed (.txnindex). Fails as ``append``."""
+        batch = build_control_batch(
+            producer_id,
+            producer_epoch,
+            commit=commit,
+            coordinator_epoch=coordinator_epoch,
+            timestamp=now_ms,
+        )
+        result = self.append(
+            batch,
+            [read_header(batch)],
+            now_ms=now_ms,
+            log_append_time=False,
+            leader_epoch=leader_epoch,
+            origin=AppendOrigin.COORDINATOR,
+        )
+        return result.base_offset
+
+    @property
+    def last_stable_offset(self) -> int:
+        """The offset below which no transaction is open (Kafka's LSO; one replica, so the
+        high watermark is the log end offset)."""
+        first = self.producer_state.first_unstable_offset()
+        return self.log_end_offset if first is None else min(first, self.log_end_offset)
+
+    def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[AbortedTxn]:
+        """Every aborted transaction overlapping [start_offset, upper_offset), in marker order,
+        from the transaction indexes of the segment holding ``start_offset`` and those after it
+        (a marker comes after its transaction's records). Any thread."""
+        segments, bases = self._view
+        found: list[AbortedTxn] = []
+        for segment in segments[max(bisect_right(bases, start_offset) - 1, 0) :]:
+            found += segment.txn_index.collect(start_offset, upper_offset)
+        return found
 
     def roll(self, now_ms: int) -> LogSegment:
         """Start a new active segment at the log end offset (snapshotting producer state).
@@ -776,7 +885,9 @@ class Log:
         segments, bases = view
         return segments[max(bisect_right(bases, start) - 1, 0) :]
 
-    def read(self, offset: int, max_bytes: int, *, min_one: bool = True) -> bytes:
+    def read(
+        self, offset: int, max_bytes: int, *, min_one: bool = True, max_offset: int | None = None
+    ) -> bytes:
         """Whole batches from the one containing ``offset``, up to ``max_bytes`` in total.
 
         Continues into later segments while space remains, stepping over segments (and gaps in
@@ -785,13 +896,22 @@ class Log:
         [log_start_offset, log_end_offset] (also when the log start passed ``offset`` during the
         read) and LogClosed once the log is closed or deleted; at the log end offset returns b"".
         """
-        return b"".join(self.read_buffers(offset, max_bytes, min_one=min_one))
+        return b"".join(
+            self.read_buffers(offset, max_bytes, min_one=min_one, max_offset=max_offset)
+        )
 
     def read_buffers(
-        self, offset: int, max_bytes: int, *, min_one: bool = True
+        self,
+        offset: int,
+        max_bytes: int,
+        *,
+        min_one: bool = True,
+        max_offset: int | None = None,
     ) -> list[bytes | memoryview]:
         """As ``read``, the bytes as read from each segment (views where a segment's read was cut
-        short), not joined: a Fetch sends them on without copying them first."""
+        short), not joined: a Fetch sends them on without copying them first. With
+        ``max_offset`` (read_committed: the last stable offset, always a batch boundary) only
+        batches below it."""
         generation = self._enter()
         try:
             self._check_offset(offset)
@@ -799,16 +919,30 @@ class Log:
             segments, bases = self._view
             out: list[bytes | memoryview] = []
             remaining = max_bytes
-            for segment in segments[max(bisect_right(bases, offset) - 1, 0) :]:
-                result = segment.read_to_end(offset, remaining, min_one=min_one and not out)
+            first = max(bisect_right(bases, offset) - 1, 0)
+            for i, segment in enumerate(segments[first:], first):
+                max_position = None
+                last = False
+                if max_offset is not None:
+                    if offset >= max_offset or segment.base_offset >= max_offset:
+                        break
+                    if i + 1 == len(segments) or bases[i + 1] > max_offset:
+                        last = True  # the segment holding max_offset: stop at its batch
+                        found = segment.find_batch(max_offset)
+                        max_position = found[0] if found is not None else None
+                result = segment.read_to_end(
+                    offset, remaining, min_one=min_one and not out, max_position=max_position
+                )
                 if result is None:
+                    if last:
+                        break
                     continue  # nothing at or after ``offset``: try the next segment
                 data, offset, to_end = result
                 if not data:
                     break  # the next batch does not fit
                 out.append(data)
                 remaining -= len(data)
-                if remaining <= 0 or not to_end:
+                if remaining <= 0 or not to_end or last:
                     break  # full, or this segment still holds batches that did not fit
             # The log start moves before segments leave the view: if it is still at or below
             # the offset asked for, the view read had them all.

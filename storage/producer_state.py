@@ -61,6 +61,7 @@ from kpy.storage.errors import (
     InvalidProducerEpoch,
     InvalidTxnState,
     OutOfOrderSequence,
+    TransactionCoordinatorFenced,
 )
 from kpy.storage.fs import OS_FS, FileSystem
 
@@ -194,16 +195,28 @@ class ControlMarker:
         return cls(abort=kind == 0, coordinator_epoch=coordinator_epoch)
 
 
+@dataclass(frozen=True, slots=True)
+class CompletedTxn:
+    """A transaction an end marker completed (Kafka's CompletedTxn): its first offset, the
+    marker's offset, and whether it was aborted."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    is_aborted: bool
+
+
 class ProducerAppendInfo:
     """The pending changes of one producer within one append (Kafka's ProducerAppendInfo)."""
 
-    __slots__ = ("current", "origin", "producer_id", "updated")
+    __slots__ = ("completed", "current", "origin", "producer_id", "updated")
 
     def __init__(self, producer_id: int, current: ProducerStateEntry, origin: AppendOrigin) -> None:
         self.producer_id = producer_id
         self.current = current
         self.origin = origin
         self.updated = current.without_batches()
+        self.completed: list[CompletedTxn] = []
 
     def _check_epoch(self, epoch: int, offset: int) -> None:
         if epoch < self.updated.producer_epoch and self.origin is not AppendOrigin.REPLICATION:
@@ -261,10 +274,26 @@ class ProducerAppendInfo:
         self, marker: ControlMarker, epoch: int, offset: int, timestamp: int
     ) -> None:
         self._check_epoch(epoch, offset)
-        self.updated.maybe_update_epoch(epoch)
-        self.updated.coordinator_epoch = marker.coordinator_epoch
-        self.updated.current_txn_first_offset = None
-        self.updated.last_timestamp = timestamp
+        updated = self.updated
+        if (
+            self.origin is not AppendOrigin.REPLICATION
+            and updated.coordinator_epoch > marker.coordinator_epoch
+        ):
+            raise TransactionCoordinatorFenced(
+                f"marker of producer {self.producer_id} at offset {offset} comes from "
+                f"coordinator epoch {marker.coordinator_epoch}, older than "
+                f"{updated.coordinator_epoch}"
+            )
+        updated.maybe_update_epoch(epoch)
+        updated.coordinator_epoch = marker.coordinator_epoch
+        if updated.current_txn_first_offset is not None:
+            self.completed.append(
+                CompletedTxn(
+                    self.producer_id, updated.current_txn_first_offset, offset, marker.abort
+                )
+            )
+        updated.current_txn_first_offset = None
+        updated.last_timestamp = timestamp
 
     def append(
         self,
@@ -297,6 +326,12 @@ class AppendAnalysis:
 
     updates: dict[int, ProducerAppendInfo]
     duplicate: BatchMetadata | None = None
+
+    @property
+    def completed(self) -> list[CompletedTxn]:
+        """The transactions the append's markers complete, in marker order."""
+        done = [txn for info in self.updates.values() for txn in info.completed]
+        return sorted(done, key=lambda t: t.last_offset)
 
 
 def snapshot_path(directory: Path, offset: int) -> Path:
@@ -360,6 +395,8 @@ class ProducerStateManager:
         self.directory = directory
         self.fs = fs
         self.producers: dict[int, ProducerStateEntry] = {}
+        # Producers with a transaction open here -> its first offset (Kafka's ongoingTxns).
+        self.ongoing: dict[int, int] = {}
         self.map_end_offset = 0
         # Statistics for tests and metrics.
         self.loaded_snapshot_offset: int | None = None
@@ -421,10 +458,30 @@ class ProducerStateManager:
             if entry is None:
                 self.producers[pid] = entry = ProducerStateEntry(pid)
             entry.update(info.updated)
+            if entry.current_txn_first_offset is None:
+                self.ongoing.pop(pid, None)
+            else:
+                self.ongoing[pid] = entry.current_txn_first_offset
         self.map_end_offset = end_offset
 
-    def replay(self, header: BatchHeader, marker: ControlMarker | None = None) -> None:
-        """Rebuild step: apply a batch read back from the log, without validation."""
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the oldest transaction open here (Kafka's firstUndecidedOffset
+        on a single replica), or None."""
+        return min(self.ongoing.values()) if self.ongoing else None
+
+    def last_stable_offset_after(self, txn: CompletedTxn) -> int:
+        """The last stable offset once ``txn`` completed (Kafka's lastStableOffset(
+        completedTxn)): the first offset of the oldest other open transaction, else the offset
+        after the marker. Call after ``apply``."""
+        others = [first for pid, first in self.ongoing.items() if pid != txn.producer_id]
+        return min(others) if others else txn.last_offset + 1
+
+    def replay(
+        self, header: BatchHeader, marker: ControlMarker | None = None
+    ) -> list[CompletedTxn]:
+        """Rebuild step: apply a batch read back from the log, without validation; the
+        transactions its marker completes."""
+        completed: list[CompletedTxn] = []
         if header.producer_id >= 0:
             analysis = self.analyze(
                 [header],
@@ -434,8 +491,10 @@ class ProducerStateManager:
                 markers=[marker],
             )
             self.apply(analysis, header.next_offset)
+            completed = analysis.completed
             self.replayed_batches += 1
         self.map_end_offset = header.next_offset
+        return completed
 
     # --- Snapshots ---
 
@@ -450,8 +509,12 @@ class ProducerStateManager:
             fs.unlink(snapshot_path(self.directory, offset), missing_ok=True)
         return path
 
-    def truncate_and_reload(self, log_start_offset: int, log_end_offset: int) -> int:
-        """Drop snapshots above the log end, load the newest good one (or start empty).
+    def truncate_and_reload(
+        self, log_start_offset: int, log_end_offset: int, *, at_most: int | None = None
+    ) -> int:
+        """Drop snapshots above the log end, load the newest good one (or start empty); with
+        ``at_most``, the newest at or below that offset (the caller replays from there to
+        rebuild transaction indexes).
 
         Afterwards ``map_end_offset`` says where the caller must start replaying batches.
         Returns the number of files deleted (the caller fsyncs the directory if any).
@@ -462,6 +525,7 @@ class ProducerStateManager:
             fs.unlink(self.directory / name, missing_ok=True)
             removed += 1
         self.producers = {}
+        self.ongoing = {}
         self.loaded_snapshot_offset = None
         self.map_end_offset = log_start_offset
         for offset in reversed(list_snapshot_offsets(self.directory, fs)):
@@ -472,6 +536,8 @@ class ProducerStateManager:
                 continue
             if offset < log_start_offset:
                 break
+            if at_most is not None and offset > at_most:
+                continue
             try:
                 entries = decode_snapshot(fs.read_bytes(path))
             except CorruptSnapshot:
@@ -479,6 +545,11 @@ class ProducerStateManager:
                 removed += 1
                 continue
             self.producers = {e.producer_id: e for e in entries}
+            self.ongoing = {
+                e.producer_id: e.current_txn_first_offset
+                for e in entries
+                if e.current_txn_first_offset is not None
+            }
             self.loaded_snapshot_offset = offset
             self.map_end_offset = offset
             break

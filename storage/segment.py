@@ -25,6 +25,7 @@ from kpy.storage.errors import CorruptIndex, IndexOffsetOverflow, LogOffline
 from kpy.storage.fs import OS_FS, FileSystem
 from kpy.storage.offset_index import DEFAULT_MAX_INDEX_SIZE, OffsetIndex
 from kpy.storage.time_index import NO_TIMESTAMP, TimeIndex
+from kpy.storage.txn_index import TXN_INDEX_SUFFIX, TransactionIndex
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -77,6 +78,10 @@ def segment_paths(directory: Path, base_offset: int, suffix: str = "") -> tuple[
     )
 
 
+def txn_index_path(directory: Path, base_offset: int, suffix: str = "") -> Path:
+    return directory / (offset_file_name(base_offset) + TXN_INDEX_SUFFIX + suffix)
+
+
 class LogSegment:
     """A slice of a partition's log starting at ``base_offset``.
 
@@ -87,6 +92,8 @@ class LogSegment:
                                           kpy.protocol.records), then the records. No file header.
         <20-digit base offset>.index      OffsetIndex, see offset_index.py
         <20-digit base offset>.timeindex  TimeIndex, see time_index.py
+        <20-digit base offset>.txnindex   TransactionIndex (aborted transactions whose abort
+                                          marker is here), see txn_index.py; only when any
 
     Invariants: batches sit back to back from position 0 with increasing offsets, all in
     [base_offset, base_offset + 2**31 - 1]; an offset index entry is added for a batch once more
@@ -170,6 +177,17 @@ class LogSegment:
             except CorruptIndex:
                 self._reset_indexes()
             opened.pop_all()  # opened: the segment owns the descriptors now
+        txn_path = txn_index_path(directory, base_offset, suffix)
+        # An index that does not decode is dropped: Log rebuilds it (``txn_index_lost``), and
+        # so it does when ``recover`` met a transaction marker (``recovered_control``).
+        self.txn_index_lost = False
+        self.recovered_control = False
+        try:
+            self.txn_index = TransactionIndex(txn_path, fs)
+        except CorruptIndex:
+            fs.unlink(txn_path, missing_ok=True)
+            self.txn_index = TransactionIndex(txn_path, fs)
+            self.txn_index_lost = True
         self._bytes_since_last_index_entry = 0
         self._created_ms = now_ms
         # First batch's max timestamp (Kafka's rollingBasedTimestamp); None until loaded.
@@ -362,6 +380,7 @@ class LogSegment:
         valid = 0
         last_index_entry = 0
         rolling: int | None = None
+        self.recovered_control = False
         for pos, batch in self._iter_raw_batches(file_size):
             try:
                 (header,) = validate_batches(batch, dense=False)  # compaction thins batches
@@ -373,6 +392,8 @@ class LogSegment:
                 break
             if rolling is None:
                 rolling = header.max_timestamp
+            if header.is_control:
+                self.recovered_control = True
             if header.max_timestamp > max_timestamp[0]:
                 max_timestamp = (header.max_timestamp, header.last_offset)
             if pos - last_index_entry > self.index_interval_bytes:
@@ -384,6 +405,7 @@ class LogSegment:
         truncated = file_size - valid
         if truncated:
             self._io.ftruncate(self._fd, valid)
+            self.txn_index.truncate_to(next_offset)
         self._tail = None
         self._size = valid
         self._next_offset = next_offset
@@ -461,6 +483,7 @@ class LogSegment:
         self.fs.fsync_file(self._fd, self.log_path)
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
 
     def finish(self) -> None:
         """Record the final time index entry and fsync; the files stay open (``close`` is this
@@ -505,6 +528,7 @@ class LogSegment:
         self.abandon()
         self.offset_index.delete()
         self.time_index.delete()
+        self.txn_index.unlink()
         self.fs.unlink(self.log_path, missing_ok=True)
 
     def mark_deleted(self) -> None:
@@ -522,6 +546,8 @@ class LogSegment:
         self.offset_index.rename(self.index_path)
         self.time_index_path = self.time_index_path.with_name(self.time_index_path.name + deleted)
         self.time_index.rename(self.time_index_path)
+        txn = self.txn_index.path
+        self.txn_index.rename(txn.with_name(txn.name + deleted))
 
     def rename_suffix(self, suffix: str) -> None:
         """Rename the three files to the plain names plus ``suffix`` (the cleaner's
@@ -535,13 +561,14 @@ class LogSegment:
         self.index_path = index_path
         self.time_index.rename(time_index_path)
         self.time_index_path = time_index_path
+        self.txn_index.rename(txn_index_path(self.directory, self.base_offset, suffix))
         self.fs.rename(self.log_path, log_path)
         self.log_path = log_path
 
     def unlink_files(self) -> None:
         """Remove the segment's files (after ``mark_deleted``), leaving the descriptors open:
         the space is freed once the owner closes them. Safe on any thread."""
-        for path in (self.log_path, self.index_path, self.time_index_path):
+        for path in (self.log_path, self.index_path, self.time_index_path, self.txn_index.path):
             self.fs.unlink(path, missing_ok=True)
 
     # --- Reading (safe from a worker thread) ---
@@ -649,11 +676,16 @@ class LogSegment:
         return whole, next_offset, position + end >= size
 
     def read_to_end(
-        self, start_offset: int, max_bytes: int, *, min_one: bool = False
+        self,
+        start_offset: int,
+        max_bytes: int,
+        *,
+        min_one: bool = False,
+        max_position: int | None = None,
     ) -> tuple[bytes | memoryview, int, bool] | None:
         """As ``read_with_next_offset``, plus whether the bytes returned end at the segment's
-        end (so a reader may go on into the next segment)."""
-        return self._read_span(start_offset, max_bytes, None, min_one)
+        end (or ``max_position``), so a reader may go on into the next segment."""
+        return self._read_span(start_offset, max_bytes, max_position, min_one)
 
     def read_at(self, position: int, size: int) -> bytes:
         """Raw bytes of the .log (for one batch whose position and size are known)."""

@@ -75,7 +75,7 @@ def _kio_fetch(version: int, error: int, topics: list[tuple[Any, list[FetchParti
                     last_stable_offset=p.last_stable_offset,
                     log_start_offset=p.log_start_offset,
                     aborted_transactions=None
-                    if p.aborted_transactions is None
+                    if p.aborted_transactions is None or version < 4
                     else tuple(
                         make(mod.AbortedTransaction, producer_id=pid, first_offset=first)
                         for pid, first in p.aborted_transactions
