@@ -3,7 +3,8 @@
 As Kafka's handleDescribeTransactions: an empty id is INVALID_REQUEST, an unknown (or expired)
 one TRANSACTIONAL_ID_NOT_FOUND; otherwise the state's name (Empty, Ongoing, PrepareCommit, ...),
 the producer id and epoch, the timeout, the start time of the transaction (-1 when none is
-open) and its partitions by topic.
+open) and its partitions by topic. An id answered with an error has every other field at the
+schema's default (0, ""), as Kafka leaves them.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def _respond(ctx: RequestContext, request: Any, describe: Any) -> Any:
                 transactional_id=txn_id,
                 transaction_state=meta.state.kafka_name if meta else "",
                 transaction_timeout=meta.timeout_ms if meta else 0,
-                transaction_start_time=_ms(meta.start_ms if meta else -1),
-                producer_id=meta.producer_id if meta else -1,
-                producer_epoch=meta.producer_epoch if meta else -1,
+                transaction_start_time=_ms(meta.start_ms if meta else 0),
+                producer_id=meta.producer_id if meta else 0,
+                producer_epoch=meta.producer_epoch if meta else 0,
                 topics=tuple(
                     make(mod.TopicData, topic=topic, partitions=tuple(partitions))
                     for topic, partitions in by_topic.items()
