@@ -182,6 +182,14 @@ class Log:
     state keeps every producer (as Kafka's does; producers expire by time, not by offset);
     producer snapshots below the first remaining segment go with the segments.
 
+    Transactions: ``append_marker`` writes a transaction marker; ``last_stable_offset`` is the
+    first offset of the oldest open transaction (else the log end offset); reads with
+    ``max_offset`` stop there (read_committed); an abort marker that completes a transaction
+    adds an AbortedTxn to the active segment's .txnindex (txn_index.py), which
+    ``aborted_transactions`` searches. After an unclean shutdown the .txnindex files of the
+    recovered segments that hold markers (and any that do not decode) are rebuilt by replaying
+    the producer state from a snapshot below them.
+
     Retention (retention.py): ``delete_old_segments`` applies Kafka's three rules (log start
     breach, retention.bytes, retention.ms) and deletes what they select as above.
 

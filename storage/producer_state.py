@@ -11,6 +11,13 @@ State machine per producer id (Kafka's ProducerStateEntry/ProducerAppendInfo, cl
     entry(E) ──epoch F > E, first seq 0─▶ entry(F), cached batches cleared
     entry(E) ──epoch F > E, first seq≠0─▶ OutOfOrderSequence
 
+Transactions: a transactional batch opens the producer's transaction here (its first offset,
+``current_txn_first_offset``, kept in ``ongoing`` too), a non-transactional batch while one is
+open is InvalidTxnState, and an end marker (a control batch) closes it, reported as a
+CompletedTxn so the log can index an abort. A marker's coordinator epoch may not be older than
+the producer's last one (TransactionCoordinatorFenced; Kafka's checkCoordinatorEpoch). The
+first unstable offset is the first offset of the oldest open transaction.
+
 Appends are split in two so a log can check every batch of a request before writing any:
 ``analyze`` raises or returns an ``AppendAnalysis`` without touching the state; ``apply`` (after
 the write succeeded) installs it. Replayed batches (``replay``, used to rebuild state from the
