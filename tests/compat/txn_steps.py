@@ -33,6 +33,13 @@ WAIT = 30.0
 READ_COMMITTED = "read_committed"
 READ_UNCOMMITTED = "read_uncommitted"
 
+# What ListOffsets may answer while a restarted broker catches up with the metadata.
+AFTER_RESTART = {
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+}
+
 # One partition's records as read: (offset, value) in the order the consumer got them.
 Records = list[tuple[int, bytes]]
 
@@ -68,16 +75,26 @@ def send(producer: Producer, topic: str, values: Sequence[bytes], partition: int
 
 def end_offsets(bootstrap: str, topic: str, partitions: int, isolation: str) -> list[int]:
     """ListOffsets(latest) per partition at ``isolation``: the high watermark or, for
-    read_committed, the last stable offset."""
+    read_committed, the last stable offset. Asked again on a retriable error (a broker that has
+    just restarted answers UNKNOWN_LEADER_EPOCH until it has caught up with the metadata)."""
     level = (
         IsolationLevel.READ_COMMITTED if isolation == READ_COMMITTED
         else IsolationLevel.READ_UNCOMMITTED
     )  # fmt: skip
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wanted = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}
-    futures = admin.list_offsets(wanted, isolation_level=level, request_timeout=WAIT)
-    found = {tp.partition: future.result().offset for tp, future in futures.items()}
-    return [found[p] for p in range(partitions)]
+    deadline = time.monotonic() + WAIT
+    while True:
+        futures = admin.list_offsets(wanted, isolation_level=level, request_timeout=WAIT)
+        try:
+            found = {tp.partition: future.result().offset for tp, future in futures.items()}
+            return [found[p] for p in range(partitions)]
+        except KafkaException as e:
+            err = e.args[0]
+            retry = err.retriable() or err.code() in AFTER_RESTART
+            if not retry or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def reader(bootstrap: str, isolation: str, **config: str | int | bool) -> Consumer:
