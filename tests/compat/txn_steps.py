@@ -49,6 +49,10 @@ def create_topics(bootstrap: str, *topics: str, partitions: int = 1) -> None:
     new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics]
     for future in admin.create_topics(new, operation_timeout=WAIT).values():
         future.result()
+    # Created is not yet served: wait until every partition answers ListOffsets (a raw Produce
+    # sent too early gets NOT_LEADER_OR_FOLLOWER).
+    for topic in topics:
+        end_offsets(bootstrap, topic, partitions, READ_UNCOMMITTED)
 
 
 def txn_producer(bootstrap: str, transactional_id: str, **config: str | int) -> Producer:
