@@ -1,6 +1,7 @@
 """Transactions across a broker crash: the broker under test is SIGKILLed and started again on
 its data (kpy, and Apache Kafka with ``--compat-broker=kafka``; both fixtures can be killed and
-restarted on the same data and port).
+restarted on the same data and port). Each test has a broker of its own (see the ``broker``
+fixture here).
 
 What must hold: a transaction whose commit_transaction returned before the crash is committed
 after it (its records visible to read_committed); a transaction open at the crash is still open
@@ -12,7 +13,15 @@ the transaction timeout, so read_committed never sees its records; later transac
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+from kpy_process import KpyProcess
+
+from compat import kafka_broker
+from compat.conftest import broker_choice
+from compat.kafka_broker import DELETE_AT_ONCE, KafkaBroker
 from compat.steps import Broker
 from compat.txn_steps import (
     READ_COMMITTED,
@@ -24,6 +33,31 @@ from compat.txn_steps import (
     send,
     txn_producer,
 )
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+    """A broker of this test's own, also with --compat-broker=kafka: Kafka 4.1.0 restarted on a
+    metadata log that has seen topics deleted (as the session's shared broker has, by its resets)
+    can fail to start (NullPointerException in TopicDelta.replay, from
+    TopicsDelta.maybeReplayClearElrRecord, while loading the metadata log)."""
+    kind, version = broker_choice(request.config)
+    if kind == "kpy":
+        proc = KpyProcess(tmp_path / "data").start()
+        try:
+            yield proc
+        finally:
+            proc.stop()
+        return
+    assert version is not None
+    why = kafka_broker.missing(version)
+    if why is not None:
+        pytest.skip(why)
+    own = KafkaBroker(tmp_path / "kafka", version, DELETE_AT_ONCE).start()
+    try:
+        yield own
+    finally:
+        own.stop()
 
 
 def crash(broker: Broker) -> None:
