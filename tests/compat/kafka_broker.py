@@ -147,6 +147,14 @@ class KafkaBroker:
         self.proc = None
         return code
 
+    def kill(self) -> None:
+        """SIGKILL: an unclean stop, as a crash leaves the files (``start()`` then restarts it on
+        the same data and ports)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
     def restart(self) -> KafkaBroker:
         """A clean stop, then a start on the same data and ports."""
         self.stop()
