@@ -68,7 +68,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,8 +78,10 @@ from kpy.protocol.records import (
     HEADER_SIZE,
     NO_SEQUENCE,
     TRANSACTIONAL_MASK,
+    BatchHeader,
     CorruptRecordBatch,
     InvalidRecordBatch,
+    Record,
     build_batch,
     decode_records,
     iter_headers,
@@ -268,6 +270,33 @@ def decode_offset_value(value: bytes) -> OffsetAndMetadata:
     return OffsetAndMetadata(offset, epoch, metadata, timestamp)
 
 
+def decoded_batches(partition_log: Log) -> Iterator[tuple[BatchHeader, list[Record]]]:
+    """Every batch of a coordinator's log partition from its start, with its records decoded;
+    a batch that does not decode is skipped with a warning (replay keeps what it can read)."""
+    offset = partition_log.log_start_offset
+    while offset < partition_log.log_end_offset:
+        data = partition_log.read(offset, _READ_CHUNK)
+        if not data:
+            return
+        progressed = False
+        for pos, header in iter_headers(data):
+            progressed = True
+            offset = header.next_offset
+            try:
+                records = decode_records(memoryview(data)[pos : pos + header.size])
+            except (InvalidRecordBatch, CorruptRecordBatch, ValueError) as e:
+                log.warning(
+                    "%s: skipping undecodable batch at offset %d: %s",
+                    partition_log.dir.name,
+                    header.base_offset,
+                    e,
+                )
+                continue
+            yield header, records
+        if not progressed:
+            return
+
+
 # --- The store -----------------------------------------------------------------------------
 
 
@@ -358,42 +387,19 @@ class OffsetStore:
         return partition_log
 
     def _replay(self, partition: int) -> None:
-        partition_log = self._log(partition)
-        offset = partition_log.log_start_offset
-        while offset < partition_log.log_end_offset:
-            data = partition_log.read(offset, _READ_CHUNK)
-            if not data:
-                break
-            progressed = False
-            for pos, header in iter_headers(data):
-                progressed = True
-                offset = header.next_offset
-                batch = memoryview(data)[pos : pos + header.size]
-                try:
-                    records = decode_records(batch)
-                    if header.is_control:
-                        if header.producer_id >= 0 and records:
-                            marker = ControlMarker.decode(records[0].key, records[0].value)
-                            self.complete_transaction(
-                                partition, header.producer_id, not marker.abort
-                            )
+        for header, records in decoded_batches(self._log(partition)):
+            if header.is_control:
+                if header.producer_id >= 0 and records:
+                    try:
+                        marker = ControlMarker.decode(records[0].key, records[0].value)
+                    except InvalidRecordBatch as e:
+                        log.warning("%s-%d: %s", OFFSETS_TOPIC, partition, e)
                         continue
-                except (InvalidRecordBatch, CorruptRecordBatch, ValueError) as e:
-                    log.warning(
-                        "%s-%d: skipping undecodable batch at offset %d: %s",
-                        OFFSETS_TOPIC,
-                        partition,
-                        header.base_offset,
-                        e,
-                    )
-                    continue
-                producer = header.producer_id if header.is_transactional else None
-                for record in records:
-                    self._replay_record(
-                        partition, record.offset, record.key, record.value, producer
-                    )
-            if not progressed:
-                break
+                    self.complete_transaction(partition, header.producer_id, not marker.abort)
+                continue
+            producer = header.producer_id if header.is_transactional else None
+            for record in records:
+                self._replay_record(partition, record.offset, record.key, record.value, producer)
 
     def _replay_record(
         self,

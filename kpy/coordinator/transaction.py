@@ -74,7 +74,7 @@ import dataclasses
 import enum
 import logging
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -82,15 +82,12 @@ from kio.schema.errors import ErrorCode
 from kpy.coordinator.offsets import (
     CorruptOffsetRecord,
     RecordReader,
+    decoded_batches,
     encode_string,
     partition_for,
 )
 from kpy.protocol.records import (
-    CorruptRecordBatch,
-    InvalidRecordBatch,
     build_batch,
-    decode_records,
-    iter_headers,
     validate_batches,
 )
 from kpy.storage.errors import RecordBatchTooLarge, RecordTooLarge, StorageError
@@ -107,7 +104,6 @@ TXN_TOPIC_CONFIGS = {"cleanup.policy": "compact", "compression.type": "uncompres
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
 MAX_EPOCH = 32767  # Short.MaxValue
-_READ_CHUNK = 1 << 20
 
 TopicPartition = tuple[str, int]
 
@@ -329,8 +325,14 @@ class TransactionCoordinator:
         return coordinator
 
     def _replay(self, partition: int) -> None:
-        partition_log = self._log(partition)
-        for offset, key, value in _records(partition_log):
+        records = (
+            r
+            for header, batch in decoded_batches(self._log(partition))
+            if not header.is_control
+            for r in batch
+        )
+        for record in records:
+            offset, key, value = record.offset, record.key, record.value
             try:
                 txn_id = decode_key(key) if key is not None else None
                 if txn_id is None:
@@ -712,36 +714,6 @@ class TransactionCoordinator:
             and (duration_ms < 0 or now_ms - m.start_ms > duration_ms)
         ]
         return found, unknown
-
-
-def _records(partition_log: Log) -> Iterator[tuple[int, bytes | None, bytes | None]]:
-    """(offset, key, value) of every record of the data batches of a log, in order; a batch
-    that does not decode is skipped with a warning."""
-    offset = partition_log.log_start_offset
-    while offset < partition_log.log_end_offset:
-        data = partition_log.read(offset, _READ_CHUNK)
-        if not data:
-            return
-        progressed = False
-        for pos, header in iter_headers(data):
-            progressed = True
-            offset = header.next_offset
-            if header.is_control:
-                continue
-            try:
-                records = decode_records(memoryview(data)[pos : pos + header.size])
-            except (InvalidRecordBatch, CorruptRecordBatch, ValueError) as e:
-                log.warning(
-                    "%s: skipping undecodable batch at offset %d: %s",
-                    partition_log.dir.name,
-                    header.base_offset,
-                    e,
-                )
-                continue
-            for record in records:
-                yield record.offset, record.key, record.value
-        if not progressed:
-            return
 
 
 def fenced_error(error: ErrorCode, version: int, since: int) -> ErrorCode:
