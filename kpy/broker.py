@@ -59,6 +59,7 @@ log = logging.getLogger("kpy.broker")
 ZERO_UUID = uuid.UUID(int=0)
 CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"  # Kafka's LogCleanerManager file
 HIGH_WATERMARK = -1  # DeleteRecordsRequest.HIGH_WATERMARK: delete everything below it
+ANONYMOUS = "User:ANONYMOUS"  # KafkaPrincipal.ANONYMOUS: an unauthenticated connection
 
 
 @dataclass
@@ -67,10 +68,19 @@ class RequestContext:
     header: RequestHeader
     peer: str
     listener: str  # the name of the listener the connection came in on
+    # Who sent the request, as Kafka's KafkaPrincipal.toString ("User:alice"): the SASL
+    # authorization id, the TLS client certificate's mapped name, or User:ANONYMOUS.
+    principal: str = ANONYMOUS
 
     @property
     def version(self) -> int:
         return self.header.api_version
+
+    @property
+    def client_host(self) -> str:
+        """The client's IP address (ACLs' host field matches it)."""
+        host = self.peer.rsplit(":", 1)[0]
+        return host[1:-1] if host.startswith("[") else host
 
 
 @dataclass(frozen=True)
@@ -645,12 +655,14 @@ class Broker:
         finally:
             self.logs.close()
 
-    async def dispatch(self, frame: bytes, peer: str, listener: str = "") -> bytes | None:
+    async def dispatch(
+        self, frame: bytes, peer: str, listener: str = "", principal: str = ANONYMOUS
+    ) -> bytes | None:
         header = parse_header(frame)
         reg = REGISTRY.get(header.api_key)
         if reg is None:
             raise ProtocolError(f"unknown API key {header.api_key}")
-        ctx = RequestContext(self, header, peer, listener)
+        ctx = RequestContext(self, header, peer, listener, principal)
         if not reg.min_version <= header.api_version <= reg.max_version:
             if header.api_key == API_VERSIONS_KEY:
                 from kpy.handlers.api_versions import unsupported_version_response
