@@ -42,6 +42,7 @@ from kpy.protocol.messages import (
     encode_response,
     parse_header,
 )
+from kpy.scram import CredentialStore, parse_add_scram
 from kpy.storage import cleaner, durability
 from kpy.storage import errors as se
 from kpy.storage.config import TOPIC_CONFIG_NAMES, LogConfig
@@ -163,6 +164,9 @@ class Broker:
             sum(lg.recovered_segments for lg in logs.values()),
         )
         self.producer_ids = ProducerIdManager(data_dir, self.fs)
+        self.scram = CredentialStore(data_dir, self.fs)
+        if config.scram_additions:
+            self.scram.apply([], [parse_add_scram(item) for item in config.scram_additions])
         self.waiters = PartitionWaiters()
         self.group_commit = GroupCommit()
         self.file_deleter = FileDeleter()

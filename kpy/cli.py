@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the logs and every other file in memory: nothing is written to disk and "
         "nothing survives the process (kpy.storage.in.memory=true)",
     )
+    serve.add_argument(
+        "--add-scram",
+        metavar="MECHANISM=[name=USER,password=PASSWORD]",
+        action="append",
+        default=[],
+        help="give a user SCRAM credentials at start (repeatable), as kafka-storage format "
+        "--add-scram: SCRAM-SHA-256=[name=alice,password=alice-secret] (kpy.add.scram)",
+    )
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     serve.add_argument(
         "--log-format",
@@ -175,6 +183,8 @@ def serve(args: argparse.Namespace) -> int:
         overrides["log.dirs"] = args.data_dir
     if args.in_memory:
         overrides["kpy.storage.in.memory"] = "true"
+    if args.add_scram:
+        overrides["kpy.add.scram"] = ";".join(args.add_scram)
     try:
         config = BrokerConfig.load(args.config, overrides)
     except (ConfigError, OSError) as e:

@@ -29,6 +29,29 @@ DEFAULTS: dict[str, str] = {
     "delete.topic.enable": "true",
     "message.max.bytes": "1048588",
     "socket.request.max.bytes": "104857600",
+    # Security: listeners' protocols, TLS (PEM stores), SASL (kpy.tls, kpy.sasl).
+    "listener.security.protocol.map": (
+        "SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    ),
+    "ssl.keystore.type": "JKS",
+    "ssl.keystore.location": "",
+    "ssl.keystore.key": "",
+    "ssl.keystore.certificate.chain": "",
+    "ssl.key.password": "",
+    "ssl.truststore.type": "JKS",
+    "ssl.truststore.location": "",
+    "ssl.truststore.certificates": "",
+    "ssl.client.auth": "none",
+    "ssl.enabled.protocols": "TLSv1.2,TLSv1.3",
+    "ssl.cipher.suites": "",
+    "ssl.principal.mapping.rules": "DEFAULT",
+    "sasl.enabled.mechanisms": "GSSAPI",
+    "sasl.server.max.receive.size": "524288",
+    "connections.max.reauth.ms": "0",
+    "connection.failed.authentication.delay.ms": "100",
+    # kpy's own: SCRAM credentials given at start, ";"-separated, each as kafka-storage format
+    # --add-scram takes them: SCRAM-SHA-256=[name=alice,password=alice-secret].
+    "kpy.add.scram": "",
     "log.segment.bytes": "1073741824",
     "log.roll.ms": "",
     "log.roll.hours": "168",
@@ -251,6 +274,31 @@ class BrokerConfig:
             LogConfig.from_properties(self.topic_defaults())
         except InvalidConfig as e:
             raise ConfigError(f"{e} (as a topic default)") from None
+        self._validate_security()
+
+    def _validate_security(self) -> None:
+        """Each listener's security protocol, TLS stores and SASL settings load (ConfigError
+        where Kafka would refuse to start, or where kpy does not serve what is asked)."""
+        from kpy import sasl, scram, tls
+
+        tls.parse_mapping_rules(self.get("ssl.principal.mapping.rules"))
+        for item in self.scram_additions:
+            try:
+                scram.parse_add_scram(item)
+            except ValueError as e:
+                raise ConfigError(f"kpy.add.scram: {e}") from None
+        for key in (
+            "sasl.server.max.receive.size",
+            "connections.max.reauth.ms",
+            "connection.failed.authentication.delay.ms",
+        ):
+            self.get_int(key)
+        for lst in self.listeners:
+            protocol = tls.security_protocol(self, lst.name)
+            if protocol in tls.SSL_PROTOCOLS:
+                tls.server_context(self, lst.name)
+            if protocol in tls.SASL_PROTOCOLS:
+                sasl.SaslSettings.load(self, lst.name)
 
     def get(self, key: str) -> str:
         return self.props.get(key, DEFAULTS.get(key, ""))
@@ -263,6 +311,10 @@ class BrokerConfig:
 
     def get_bool(self, key: str) -> bool:
         return self.get(key).lower() == "true"
+
+    @property
+    def scram_additions(self) -> list[str]:
+        return [s for s in self.get("kpy.add.scram").split(";") if s.strip()]
 
     @property
     def node_id(self) -> int:

@@ -65,6 +65,7 @@ class Entry:
 
 T = ConfigType
 _INT, _LONG, _STR, _BOOL = T.INT, T.LONG, T.STRING, T.BOOLEAN
+_LIST, _PASSWORD = T.LIST, T.PASSWORD
 
 
 def _topic_default_def(topic_name: str) -> tuple[ConfigType, str]:
@@ -167,6 +168,32 @@ _BROKER: dict[str, tuple[ConfigType, bool, str]] = {
         True,
         "Check that a transactional write goes to a partition of its transaction.",
     ),
+    "listener.security.protocol.map": (_STR, False, "Each listener's security protocol."),
+    "ssl.keystore.type": (_STR, False, "The keystore's format (kpy reads PEM)."),
+    "ssl.keystore.location": (_STR, False, "PEM file with the private key and certificates."),
+    "ssl.keystore.key": (_PASSWORD, False, "The private key, PEM, in the setting itself."),
+    "ssl.keystore.certificate.chain": (_PASSWORD, False, "The certificate chain, PEM."),
+    "ssl.key.password": (_PASSWORD, False, "The password of an encrypted private key."),
+    "ssl.truststore.type": (_STR, False, "The truststore's format (kpy reads PEM)."),
+    "ssl.truststore.location": (_STR, False, "PEM file of the trusted CA certificates."),
+    "ssl.truststore.certificates": (_PASSWORD, False, "The trusted certificates, PEM."),
+    "ssl.client.auth": (_STR, False, "none, requested or required: client certificates."),
+    "ssl.enabled.protocols": (_LIST, False, "TLS versions served."),
+    "ssl.cipher.suites": (_LIST, False, "Cipher suites served (empty: the defaults)."),
+    "ssl.principal.mapping.rules": (_STR, False, "Client certificate name -> principal."),
+    "sasl.enabled.mechanisms": (_LIST, False, "SASL mechanisms served."),
+    "sasl.server.max.receive.size": (_INT, False, "Largest frame before authentication."),
+    "connections.max.reauth.ms": (_LONG, False, "SASL session lifetime (0: unlimited)."),
+    "kpy.add.scram": (
+        _PASSWORD,
+        False,
+        "kpy's own: SCRAM credentials given at start (kpy serve --add-scram).",
+    ),
+    "connection.failed.authentication.delay.ms": (
+        _INT,
+        False,
+        "Delay before closing a connection whose authentication failed.",
+    ),
 }
 for _topic_name, _synonyms in TOPIC_CONFIG_SYNONYMS.items():
     for _broker_name, _ in _synonyms:
@@ -242,6 +269,27 @@ def describe_topic(
     return entries
 
 
+# Settings whose values are secrets (Kafka's PASSWORD type), also under a listener's prefix.
+_SECRET_SUFFIXES = (
+    "password",
+    "sasl.jaas.config",
+    "ssl.keystore.key",
+    "ssl.keystore.certificate.chain",
+    "ssl.truststore.certificates",
+    "kpy.add.scram",
+)
+
+
+def is_sensitive(name: str) -> bool:
+    """Whether DescribeConfigs hides ``name``'s value, as Kafka hides PASSWORD settings; a
+    listener-prefixed (listener.name.<l>.<key>) setting kpy does not know is hidden too, as
+    Kafka hides settings whose type it cannot tell."""
+    definition = BROKER_CONFIGS.get(name)
+    if definition is not None:
+        return definition.type is ConfigType.PASSWORD
+    return name.endswith(_SECRET_SUFFIXES) or name.startswith("listener.name.")
+
+
 def describe_broker(config: BrokerConfig, per_broker: bool) -> list[Entry]:
     """The broker's settings (``per_broker``) or the dynamic cluster defaults (resource name "")."""
     if per_broker:
@@ -261,13 +309,17 @@ def describe_broker(config: BrokerConfig, per_broker: bool) -> list[Entry]:
                 s for s in synonyms if s.source is ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
             ]
         value = values.get(name)
+        sensitive = is_sensitive(name)
+        if sensitive:
+            value = None
+            synonyms = [Synonym(s.name, None, s.source) for s in synonyms]
         entries.append(
             Entry(
                 name,
                 value if value != "" else None,
                 synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG,
                 name not in DYNAMIC_BROKER_CONFIGS,
-                False,
+                sensitive,
                 tuple(synonyms),
                 definition.type if definition else ConfigType.UNKNOWN,
                 definition.doc if definition else None,

@@ -21,20 +21,49 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
 
-from kpy.broker import Broker
+from kpy import tls
+from kpy.broker import ANONYMOUS, Broker
 from kpy.config import BrokerConfig, Listener
 from kpy.handlers.registry import CloseConnection
 from kpy.protocol.messages import FrameReader, ProtocolError
+from kpy.sasl import Authenticator, CloseAfter, SaslSettings
 
 log = logging.getLogger("kpy.server")
 
 _FETCH_KEY = b"\x00\x01"
+_SASL_HANDSHAKE_KEY = b"\x00\x11"
+
+
+@dataclass(frozen=True)
+class ListenerSecurity:
+    """What a listener's security protocol asks of its connections."""
+
+    name: str
+    protocol: str  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    ssl: ssl.SSLContext | None
+    sasl: SaslSettings | None
+    map_name: Callable[[str], str]  # ssl.principal.mapping.rules
+
+    @classmethod
+    def load(cls, config: BrokerConfig, listener: str) -> ListenerSecurity:
+        protocol = tls.security_protocol(config, listener)
+        return cls(
+            listener,
+            protocol,
+            tls.server_context(config, listener) if protocol in tls.SSL_PROTOCOLS else None,
+            SaslSettings.load(config, listener) if protocol in tls.SASL_PROTOCOLS else None,
+            tls.parse_mapping_rules(
+                tls.listener_setting(config, listener, "ssl.principal.mapping.rules")
+            ),
+        )
 
 
 # Starts a task (the task group's start_soon).
@@ -49,9 +78,11 @@ class Connection(asyncio.Protocol):
     """One client connection: the event loop's callbacks queue what is read and wake
     ``serve``, the connection's task (spawned with ``spawn`` when the connection is made)."""
 
-    def __init__(self, broker: Broker, listener: str, spawn: Spawn) -> None:
+    def __init__(self, broker: Broker, security: ListenerSecurity, spawn: Spawn) -> None:
         self._broker = broker
-        self._listener = listener
+        self._security = security
+        self._listener = security.name
+        self._principal = ANONYMOUS
         self._spawn = spawn
         self._transport: asyncio.Transport | None = None
         self._peer = "?"
@@ -74,6 +105,15 @@ class Connection(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._security.protocol == "SSL":
+            try:
+                self._principal = tls.peer_principal(
+                    transport.get_extra_info("ssl_object"), self._security.map_name
+                )
+            except tls.NoMatchingRule as e:
+                log.info("closing connection from %s: %s", self._peer, e)
+                transport.close()
+                return
         try:
             self._spawn(self.serve)
         except RuntimeError:  # the broker is shutting down: its task group takes no new task
@@ -86,7 +126,9 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._readable.set()
-        return True  # keep the transport open: the responses to what was read still go out
+        # Keep the transport open: the responses to what was read still go out. (A TLS
+        # transport closes at the peer's close_notify whatever this returns.)
+        return self._security.ssl is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -105,6 +147,10 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         reader = FrameReader(self._broker.max_request_size)
+        auth: Authenticator | None = None
+        if self._security.sasl is not None:
+            auth = Authenticator(self._broker, self._security.sasl, self._peer)
+            reader.max_size = auth.max_frame
         # Responses to the frames of one read are sent together, except that those ready before
         # a Fetch (which may wait) leave first, and all that are ready leave before a close.
         pending: list[bytes] = []
@@ -112,13 +158,28 @@ class Connection(asyncio.Protocol):
             try:
                 while await self._read(reader):
                     for frame in reader.frames():
+                        if auth is not None and not await self._authenticated(
+                            auth, frame, reader, pending
+                        ):
+                            continue
                         if pending and frame[:2] == _FETCH_KEY:
                             await self._write(pending)
-                        response = await self._broker.dispatch(frame, self._peer, self._listener)
+                        response = await self._broker.dispatch(
+                            frame, self._peer, self._listener, self._principal
+                        )
                         if response is not None:
                             pending.append(response)
                     if pending:
                         await self._write(pending)
+            except CloseAfter as e:
+                # A failed authentication: its answer, if any, after the delay Kafka applies.
+                log.info("closing connection from %s: %s", self._peer, e)
+                if pending:
+                    await self._write(pending)
+                assert auth is not None
+                await anyio.sleep(auth.failure_delay)
+                if e.response is not None:
+                    await self._write([e.response])
             except (ProtocolError, CloseConnection) as e:
                 if pending:
                     await self._write(pending)
@@ -131,6 +192,26 @@ class Connection(asyncio.Protocol):
             log.exception("unexpected error serving %s; closing its connection", self._peer)
         finally:
             transport.close()  # what is buffered still goes out first
+
+    async def _authenticated(
+        self, auth: Authenticator, frame: bytes, reader: FrameReader, pending: list[bytes]
+    ) -> bool:
+        """SASL: True when ``frame`` is a request for the broker; False when it belonged to
+        (re-)authentication, whose answer joins ``pending``. Raises CloseAfter when the
+        authentication fails, ProtocolError when the session has expired."""
+        if auth.complete:
+            now = time.monotonic()
+            if auth.expired(now):
+                raise ProtocolError("the SASL session expired (connections.max.reauth.ms)")
+            if frame[:2] != _SASL_HANDSHAKE_KEY or not auth.begin_reauthentication(now):
+                return True
+        response = await auth.receive(frame)
+        if response is not None:
+            pending.append(response)
+        if auth.complete:
+            self._principal = auth.principal
+            reader.max_size = self._broker.max_request_size
+        return False
 
     async def _read(self, reader: FrameReader) -> bool:
         """Wait for bytes and feed them to ``reader``; False at the end of the stream."""
@@ -190,13 +271,15 @@ async def run(
                 by_listener.append((listener.name, s))
         bound = [_address(s) for s in sockets]
 
+        security = {lst.name: ListenerSecurity.load(config, lst.name) for lst in config.listeners}
         async with anyio.create_task_group() as tg:
             loop = asyncio.get_running_loop()
             for name, s in by_listener:
                 servers.append(
                     await loop.create_server(
-                        _protocol_factory(broker, name, tg.start_soon),
+                        _protocol_factory(broker, security[name], tg.start_soon),
                         sock=s.extra(anyio.abc.SocketAttribute.raw_socket),
+                        ssl=security[name].ssl,
                     )
                 )
             tg.start_soon(_checkpoint_loop, broker)
@@ -232,8 +315,10 @@ async def run(
             log.info("stopped cleanly")
 
 
-def _protocol_factory(broker: Broker, listener: str, spawn: Spawn) -> Callable[[], Connection]:
-    return lambda: Connection(broker, listener, spawn)
+def _protocol_factory(
+    broker: Broker, security: ListenerSecurity, spawn: Spawn
+) -> Callable[[], Connection]:
+    return lambda: Connection(broker, security, spawn)
 
 
 async def _checkpoint_loop(broker: Broker) -> None:

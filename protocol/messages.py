@@ -77,6 +77,15 @@ class FrameReader:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def max_size(self) -> int:
+        """The largest frame accepted (lower while a SASL connection authenticates)."""
+        return self._max
+
+    @max_size.setter
+    def max_size(self, value: int) -> None:
+        self._max = value
+
 
 class RequestHeader(NamedTuple):
     """The header of one request (a NamedTuple: one is built per request)."""
