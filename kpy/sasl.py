@@ -219,6 +219,11 @@ def _equal(a: str, b: str) -> bool:
 # --- The connection's state ----------------------------------------------------------------
 
 
+def _api_versions_ok(response: bytes | None) -> bool:
+    """Whether an ApiVersions response (size, correlation id, then the error code) is no error."""
+    return response is not None and len(response) >= 10 and response[8:10] == b"\0\0"
+
+
 class State(Enum):
     INITIAL = "INITIAL"  # nothing received yet
     HANDSHAKE_OR_VERSIONS = "HANDSHAKE_OR_VERSIONS"  # a Kafka request came; ApiVersions may
@@ -316,7 +321,8 @@ class Authenticator:
             if self.state is not State.HANDSHAKE_OR_VERSIONS:
                 raise CloseAfter("unexpected ApiVersions request during SASL authentication")
             response = await self._broker.dispatch(frame, self._peer, self._settings.listener)
-            self.state = State.HANDSHAKE
+            if _api_versions_ok(response):  # else the client may ask again at another version
+                self.state = State.HANDSHAKE
             return response
         if not 0 <= header.api_version <= 1:
             raise CloseAfter(f"SaslHandshake v{header.api_version} is not served")

@@ -39,6 +39,7 @@ class KpyProcess:
         self.cwd = cwd
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
+        self.ports: list[int] = []  # every listener's, in the order of the listeners setting
         self.output: list[str] = []
 
     @property
@@ -46,7 +47,9 @@ class KpyProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> KpyProcess:
-        args = [sys.executable, "-m", "kpy", "serve", "--port", str(self.port)]
+        args = [sys.executable, "-m", "kpy", "serve"]
+        if "listeners" not in self.overrides:  # else the listeners given, in their order
+            args += ["--port", str(self.port)]
         if self.data_dir is not None:
             args += ["--data-dir", str(self.data_dir)]
         if self.in_memory:
@@ -71,6 +74,8 @@ class KpyProcess:
                 m = READY.search(line)
                 if m and not ready.is_set():
                     self.port = int(m.group(2))
+                    where = line.split("kpy listening on ", 1)[1].split(", data in")[0]
+                    self.ports = [int(a.rsplit(":", 1)[1]) for a in where.split(", ")]
                     ready.set()
             ready.set()
 
