@@ -406,7 +406,7 @@ class Authenticator:
                 error_code=ErrorCode.sasl_authentication_failed,
                 error_message=message,
                 auth_bytes=b"",
-                session_lifetime_ms=0,
+                session_lifetime=0,
             )
             raise CloseAfter("authentication failed", encode_response(header, response)) from None
         response = make(
@@ -414,7 +414,7 @@ class Authenticator:
             error_code=ErrorCode.none,
             error_message=None,
             auth_bytes=answer,
-            session_lifetime_ms=lifetime_ms,
+            session_lifetime=lifetime_ms,
         )
         return encode_response(header, response)
 

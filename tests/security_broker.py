@@ -16,6 +16,7 @@ from kpy_process import KpyProcess
 PLAIN_USERS = {"alice": "alice-secret", "admin": "admin-secret"}
 SCRAM_USERS = {"bob": "bob-secret", "carol": "carol-secret"}
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+REAUTH_MS = 3000
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
@@ -44,6 +45,8 @@ def secure_overrides(certs: Certs, **extra: str) -> dict[str, str]:
         "ssl.truststore.location": str(certs.ca),
         "listener.name.ssl.ssl.client.auth": "required",
         "kpy.add.scram": scram,
+        # Short sessions, so that every client here re-authenticates (KIP-368) as it goes.
+        "connections.max.reauth.ms": str(REAUTH_MS),
         **extra,
     }
 

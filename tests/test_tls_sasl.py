@@ -23,7 +23,13 @@ from confluent_kafka.admin import (
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
-from security_broker import PLAIN_USERS, SCRAM_USERS, SecureBroker, start_secure_broker
+from security_broker import (
+    PLAIN_USERS,
+    REAUTH_MS,
+    SCRAM_USERS,
+    SecureBroker,
+    start_secure_broker,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -109,6 +115,34 @@ def test_confluent_kafka_produces_and_consumes(
     consumer.close()
     assert got == sent
     assert errors == []
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_confluent_kafka_reauthenticates_across_sessions(
+    secure: SecureBroker, mechanism: str
+) -> None:
+    """Sessions last REAUTH_MS: a producer sending for three of them re-authenticates on its
+    connections (a request after a session's end would have the broker close the connection,
+    which librdkafka reports)."""
+    user, password = (
+        ("alice", PLAIN_USERS["alice"]) if mechanism == "PLAIN" else ("bob", SCRAM_USERS["bob"])
+    )
+    conf = ck_config(secure, "SASL_SSL", mechanism, user, password)
+    errors: list[KafkaError] = []
+    expired_before = secure.proc.log_text().count("SASL session expired")
+    producer = Producer({**conf, "error_cb": errors.append, "linger.ms": 0})
+    delivered: list[Any] = []
+    topic = f"reauth-{uuid.uuid4().hex[:8]}"
+    end = time.monotonic() + 3 * REAUTH_MS / 1000
+    n = 0
+    while time.monotonic() < end:
+        producer.produce(topic, str(n).encode(), on_delivery=lambda e, m: delivered.append(e))
+        n += 1
+        producer.poll(0.1)
+    assert producer.flush(20) == 0
+    assert delivered == [None] * n
+    assert errors == []
+    assert secure.proc.log_text().count("SASL session expired") == expired_before
 
 
 def _auth_error(conf: dict[str, Any]) -> KafkaError:

@@ -27,7 +27,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         error_code=ErrorCode.illegal_sasl_state,
         error_message="SaslAuthenticate request received after successful authentication",
         auth_bytes=b"",
-        session_lifetime_ms=0,
+        session_lifetime=0,
     )
 
 
@@ -39,5 +39,5 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
         error_code=error,
         error_message=None,
         auth_bytes=b"",
-        session_lifetime_ms=0,
+        session_lifetime=0,
     )
