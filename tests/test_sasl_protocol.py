@@ -9,8 +9,8 @@ import base64
 import hashlib
 import hmac
 import time
-from datetime import timedelta
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
