@@ -42,6 +42,7 @@ from kpy.protocol.messages import (
     encode_response,
     parse_header,
 )
+from kpy.quotas import QuotaStore
 from kpy.scram import CredentialStore, parse_add_scram
 from kpy.storage import cleaner, durability
 from kpy.storage import errors as se
@@ -165,6 +166,7 @@ class Broker:
         )
         self.producer_ids = ProducerIdManager(data_dir, self.fs)
         self.scram = CredentialStore(data_dir, self.fs)
+        self.quotas = QuotaStore(data_dir, self.fs)
         if config.scram_additions:
             self.scram.apply([], [parse_add_scram(item) for item in config.scram_additions])
         self.waiters = PartitionWaiters()

@@ -63,6 +63,8 @@ APIS: tuple[tuple[int, str, int, int, str], ...] = (
     (44, "IncrementalAlterConfigs", 0, 1, "incremental_alter_configs"),
     (46, "ListPartitionReassignments", 0, 0, "list_partition_reassignments"),
     (47, "OffsetDelete", 0, 0, "offset_delete"),
+    (48, "DescribeClientQuotas", 0, 1, "describe_client_quotas"),
+    (49, "AlterClientQuotas", 0, 1, "alter_client_quotas"),
     (50, "DescribeUserScramCredentials", 0, 0, "describe_user_scram_credentials"),
     (51, "AlterUserScramCredentials", 0, 0, "alter_user_scram_credentials"),
     (60, "DescribeCluster", 0, 2, "describe_cluster"),
