@@ -422,9 +422,11 @@ def test_an_encrypted_key_with_ssl_key_password(tmp_path: Path) -> None:
         ctx = ssl.create_default_context(cafile=str(certs.ca))
         import socket
 
-        with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname="localhost") as tls_sock:
-                assert tls_sock.version() in ("TLSv1.2", "TLSv1.3")
+        with (
+            socket.create_connection(("127.0.0.1", proc.port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls_sock,
+        ):
+            assert tls_sock.version() in ("TLSv1.2", "TLSv1.3")
         assert "keypass" not in proc.log_text()
     finally:
         proc.stop()
