@@ -35,6 +35,8 @@ DEFAULTS: dict[str, str] = {
     "max.connections.per.ip": "2147483647",
     "max.connections.per.ip.overrides": "",
     "connections.max.idle.ms": "600000",
+    "socket.send.buffer.bytes": "102400",
+    "socket.receive.buffer.bytes": "102400",
     # Kafka's default, -1, leaves queued requests unbounded; kpy's (unset) is a pool of
     # socket.request.max.bytes, the smallest Kafka accepts (see queued_max_request_bytes).
     "queued.max.request.bytes": "",
@@ -285,6 +287,8 @@ class BrokerConfig:
             if key in self.props and self.get_int(key) < 0:
                 raise ConfigError(f"{key} must be at least 0")
         self.get_int("connections.max.idle.ms")
+        self.get_int("socket.send.buffer.bytes")
+        self.get_int("socket.receive.buffer.bytes")
         self.get_int("kpy.queued.max.response.bytes")
         overrides = self.max_connections_per_ip_overrides
         if self.get_int("max.connections.per.ip") == 0 and not overrides:
@@ -327,8 +331,7 @@ class BrokerConfig:
         invalid = [h for h in out if not re.fullmatch(r"[0-9a-zA-Z\-%._:]*", h)]
         if invalid:
             raise ConfigError(
-                "max.connections.per.ip.overrides contains invalid addresses : "
-                + ",".join(invalid)
+                "max.connections.per.ip.overrides contains invalid addresses : " + ",".join(invalid)
             )
         return out
 

@@ -96,6 +96,12 @@ _BROKER: dict[str, tuple[ConfigType, bool, str]] = {
         "Per-IP or hostname limits in place of max.connections.per.ip, host:n,host:n.",
     ),
     "connections.max.idle.ms": (_LONG, False, "Connections idle this long are closed."),
+    "socket.send.buffer.bytes": (_INT, False, "SO_SNDBUF of connections; -1: the OS default."),
+    "socket.receive.buffer.bytes": (
+        _INT,
+        False,
+        "SO_RCVBUF of connections; -1: the OS default.",
+    ),
     "queued.max.request.bytes": (
         _LONG,
         False,

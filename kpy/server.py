@@ -331,6 +331,7 @@ async def _accept_loop(
     IP address (closing it at once past that address's limit), and serve it."""
     loop = asyncio.get_running_loop()
     quotas = network.quotas
+    send_buffer = broker.config.get_int("socket.send.buffer.bytes")
     while True:
         await quotas.wait_for_slot(listener)
         try:
@@ -340,6 +341,9 @@ async def _accept_loop(
                 log.error("accepting connections on %s failed (%s); again in 1 s", listener, e)
                 await anyio.sleep(1)
             continue
+        if send_buffer != -1:
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         ip = ip_key(str(address[0]) if isinstance(address, tuple) else str(address))
         await quotas.refresh()
         if not quotas.inc(listener, ip):
@@ -415,8 +419,11 @@ async def run(
         bound = [_address(s) for s in sockets]
 
         async with anyio.create_task_group() as tg:
+            receive_buffer = config.get_int("socket.receive.buffer.bytes")
             for name, s in by_listener:
                 raw = s.extra(anyio.abc.SocketAttribute.raw_socket)
+                if receive_buffer != -1:  # accepted connections inherit it
+                    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
                 tg.start_soon(_accept_loop, broker, network, name, raw, tg.start_soon)
             tg.start_soon(_reap_idle, broker, network)
             tg.start_soon(_checkpoint_loop, broker)
