@@ -40,6 +40,7 @@ class KpyProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.output: list[str] = []
+        self._ready_line = False
 
     @property
     def bootstrap(self) -> str:
@@ -54,6 +55,7 @@ class KpyProcess:
         for key, value in self.overrides.items():
             args += ["--override", f"{key}={value}"]
         self.output = []
+        self._ready_line = False
         self.proc = subprocess.Popen(
             args,
             stdout=subprocess.PIPE,
@@ -71,12 +73,15 @@ class KpyProcess:
                 m = READY.search(line)
                 if m and not ready.is_set():
                     self.port = int(m.group(2))
+                    self._ready_line = True
                     ready.set()
             ready.set()
 
         self._pump = threading.Thread(target=pump, daemon=True)
         self._pump.start()
-        if not ready.wait(timeout) or self.proc.poll() is not None:
+        # The pump also sets ``ready`` at the end of the output: a broker that exited (perhaps
+        # not yet reaped) printed no ready line.
+        if not ready.wait(timeout) or self.proc.poll() is not None or not self._ready_line:
             self.kill()
             raise RuntimeError("kpy did not start:\n" + "".join(self.output))
         return self
