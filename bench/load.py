@@ -4,22 +4,22 @@
     python -m bench.load --quick              # the size tests/test_load.py runs
     python -m bench.load --bootstrap HOST:PORT --pid PID   # against a running kpy
 
-At the same time, for ``--duration`` seconds at least:
+For ``--duration`` seconds at least:
 
 - a confluent-kafka producer (acks=all, idempotent) writes numbered records to one partition and
   a confluent-kafka consumer reads them back; at the end every acknowledged record must have been
   consumed exactly once, in order;
 - ``--connections`` connections open and close in waves of ``--wave`` (half send ApiVersions
   and read the answer, half close at once);
-- ``--slow-readers`` clients (a 4 KiB receive buffer), arriving over the first quarter of the
-  run, send a Fetch for up to 50 MiB of a topic filled with ``--fill-mib`` MiB and never read
-  the response;
-- ``--stallers`` clients send half of a frame of up to 1 MiB and stall, and one declares a
-  frame of just under socket.request.max.bytes, sends 1 MiB of it and stalls;
-- once that one is gone (closed by kpy as idle, or by the script after ``--stall-s``), frames
-  of socket.request.max.bytes exactly, the largest allowed (a Produce request kpy must read
-  whole and answer MESSAGE_TOO_LARGE), and of one byte more (kpy must close the connection on
-  reading the size) are sent, ``--big-frames`` of each.
+- and, in cycles until the time is up: ``--slow-readers`` clients (a 4 KiB receive buffer)
+  arrive within two seconds and send a Fetch for up to 50 MiB of a topic filled with
+  ``--fill-mib`` MiB, never reading the response; ``--stallers`` clients send half of a frame of
+  up to 1 MiB and stall; one client declares a frame of just under socket.request.max.bytes,
+  sends 1 MiB of it and stalls; once that one is gone (closed by kpy as idle, or by the script
+  after ``--stall-s``), ``--big-frames`` frames of socket.request.max.bytes exactly, the largest
+  allowed (a Produce request kpy must read whole and answer MESSAGE_TOO_LARGE), and as many of
+  one byte more (kpy must close the connection on reading the size) are sent. A cycle ends once
+  its clients have been idle for connections.max.idle.ms, counting those kpy closed.
 
 kpy's resident memory is sampled from /proc/<pid>/status every 100 ms; its peak (VmHWM) is
 reported at the end with the counts. Started by the script, kpy runs with
@@ -51,6 +51,7 @@ TOPIC = "load"
 BULK = "load-bulk"
 BIG = "load-big"
 READY = re.compile(r"kpy listening on (\S+):(\d+)")
+BURST_S = 2.0  # slow readers of a cycle arrive within this many seconds
 
 
 @dataclass
@@ -98,7 +99,8 @@ class Result:
     slow_readers_closed_by_kpy: int = 0
     stallers: int = 0
     stallers_closed_by_kpy: int = 0
-    large_staller_closed_by_kpy: bool = False
+    large_stallers_closed_by_kpy: int = 0
+    cycles: int = 0
     big_frames_answered: int = 0  # socket.request.max.bytes exactly: MESSAGE_TOO_LARGE
     big_frame_errors: list[int] = field(default_factory=list)
     over_limit_closed: int = 0  # one byte more: closed on the size alone
@@ -325,16 +327,32 @@ class Hostile:
         self.held: list[tuple[str, asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def run(self) -> None:
+        """Connection waves for ``duration``; meanwhile cycles of the other hostile clients,
+        until ``duration`` has passed."""
         o = self.options
-        large_staller = await self._large_staller()
         end = time.monotonic() + o.duration
+        waves = asyncio.create_task(self._waves(o.duration))
+        while True:
+            await self._cycle()
+            self.result.cycles += 1
+            if time.monotonic() >= end:
+                break
+        await waves
+
+    async def _cycle(self) -> None:
+        """Slow readers and stallers arrive within ``BURST_S`` seconds, with a client that
+        declares a frame of just under the largest size and stalls; once that one is gone the
+        frames of the largest size and of one byte more are sent. Then, once every client of
+        the cycle has been idle for connections.max.idle.ms, the cycle counts those kpy
+        closed."""
+        self.held = []
+        started = time.monotonic()
+        large_staller = await self._large_staller()
         await asyncio.gather(
-            self._waves(o.duration),
-            self._slow_readers(o.duration),
-            self._stallers(),
-            self._big_frames(large_staller),
+            self._slow_readers(), self._stallers(), self._big_frames(large_staller)
         )
-        await asyncio.sleep(max(end - time.monotonic(), 0))
+        reaped = started + BURST_S + self.options.idle_ms / 1000 + 2  # the sweep's margin
+        await asyncio.sleep(max(reaped - time.monotonic(), 0))
         await self._count_closed()
 
     async def _waves(self, duration: float) -> None:
@@ -366,15 +384,14 @@ class Hostile:
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.wait_for(_connect(self.host, self.port), 30)
 
-    async def _slow_readers(self, duration: float) -> None:
-        """Slow readers arrive over the first quarter of the run."""
+    async def _slow_readers(self) -> None:
         o = self.options
         for _ in range(o.slow_readers):
             reader, writer = await _connect(self.host, self.port, recv_buffer=4096)
             writer.write(fetch_frame(BULK, 50 << 20))
             self.held.append(("slow", reader, writer))
             self.result.slow_readers += 1
-            await asyncio.sleep(duration / 4 / max(o.slow_readers, 1))
+            await asyncio.sleep(BURST_S / max(o.slow_readers, 1))
 
     async def _stallers(self) -> None:
         o = self.options
@@ -394,7 +411,7 @@ class Hostile:
         reader, writer = staller
         try:
             await asyncio.wait_for(_closed_by_peer(reader), self.options.stall_s)
-            self.result.large_staller_closed_by_kpy = True
+            self.result.large_stallers_closed_by_kpy += 1
         except TimeoutError:
             pass
         writer.close()

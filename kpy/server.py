@@ -346,6 +346,9 @@ async def _accept_loop(
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         ip = ip_key(str(address[0]) if isinstance(address, tuple) else str(address))
         await quotas.refresh()
+        # Another listening socket's loop may have taken the slot meanwhile: then this one
+        # waits, accepted but not served, as it would have in the backlog.
+        await quotas.wait_for_slot(listener)
         if not quotas.inc(listener, ip):
             log.info(
                 "Rejected connection from %s, address already has the configured maximum of "

@@ -99,6 +99,14 @@ def test_a_size_over_socket_request_max_bytes_closes_before_the_body(
     assert served(broker.bootstrap)
 
 
+def test_an_empty_frame_closes_the_connection(kpy: KpyProcess) -> None:
+    """Size 0 is a size Kafka reads (an empty receive), but no request header parses from it."""
+    with RawClient(kpy.bootstrap) as c:
+        c.send_bytes(struct.pack(">i", 0))
+        assert c.is_closed_by_peer()
+    assert served(kpy.bootstrap)
+
+
 def test_responses_before_a_bad_size_are_sent_first(kpy: KpyProcess) -> None:
     with RawClient(kpy.bootstrap) as c:
         good = c.frame(18, 0, b"")
