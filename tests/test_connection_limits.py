@@ -65,15 +65,24 @@ def stack() -> Iterator[ExitStack]:
 # --- socket.request.max.bytes ---------------------------------------------------------------
 
 
+def uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def api_versions_frame(client: RawClient, frame_size: int) -> bytes:
     """An ApiVersions v3 frame whose size field says ``frame_size`` (the client software name
     is padded to make it so)."""
-    short = client.frame(18, 3, b"\x04raw\x021\x00")  # names "raw" and "1", no tagged fields
-    pad = frame_size - (len(short) - 4)
-    name = b"a" * (3 + pad)
-    body = bytes([len(name) + 1]) + name + b"\x021\x00"
-    assert len(name) + 1 < 128  # one byte of unsigned varint
+    fixed = len(client.frame(18, 3, b"\x021\x00")) - 4  # header, version "1", no tagged fields
     client.correlation_id -= 1
+    length = frame_size - fixed - 1
+    while length + len(uvarint(length + 1)) + fixed > frame_size:
+        length -= 1
+    body = uvarint(length + 1) + b"a" * length + b"\x021\x00"
     frame = client.frame(18, 3, body)
     assert struct.unpack(">i", frame[:4])[0] == frame_size
     return frame

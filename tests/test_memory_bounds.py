@@ -22,7 +22,7 @@ from kio.static.primitive import i16, i32
 from kpy_process import KpyProcess
 from rawclient import RawClient
 from requests_v import fetch, metadata, produce, produce_result
-from test_connection_limits import api_versions, no_answer, rss_kib
+from test_connection_limits import api_versions, no_answer, rss_kib, uvarint
 
 from kpy.protocol import records as rb
 
@@ -33,15 +33,6 @@ Factory = Callable[..., KpyProcess]
 def stack() -> Iterator[ExitStack]:
     with ExitStack() as s:
         yield s
-
-
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def batches(response: Any) -> int:
