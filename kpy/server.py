@@ -274,9 +274,9 @@ class Connection(asyncio.Protocol):
             transport.close()  # what is buffered still goes out first
 
     async def _handle(self, frame: bytes) -> None:
-        if self._pending and frame[:2] == _FETCH_KEY:
-            await self._write()
         try:
+            if self._pending and frame[:2] == _FETCH_KEY:
+                await self._write()
             response = await self._broker.dispatch(frame, self._peer, self._listener)
         finally:
             self._handled(len(frame))
