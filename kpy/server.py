@@ -198,15 +198,17 @@ class Connection(asyncio.Protocol):
 
     def _check_reading(self) -> None:
         """Go on reading while the connection holds less than ``ALLOWANCE`` bytes of requests
-        (plus the one being read under a reservation); a larger request waits for its
-        reservation before more of it is read."""
+        (plus the one being read under a reservation), and always while it holds none but the
+        incomplete one (which is then at most ``ALLOWANCE`` or its reservation); a larger
+        request waits for its reservation before more of it is read."""
         size = self._reader.next_size
         if size is not None and size > ALLOWANCE and not self._reserved and not self._waiter:
             self._waiter = self._broker.request_pool.reserve(size, self._granted)
             if self._waiter is None:
                 self._reserved = size
-        held = self._held + self._reader.buffered
-        self._set_paused(self._waiter is not None or held >= ALLOWANCE + self._reserved)
+        held = self._held
+        full = held > 0 and held + self._reader.buffered >= ALLOWANCE + self._reserved
+        self._set_paused(self._waiter is not None or full)
 
     def _granted(self) -> None:
         assert self._waiter is not None

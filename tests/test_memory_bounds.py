@@ -9,10 +9,12 @@ not happen it gives it a second: it checks that kpy holds back, not how fast it 
 from __future__ import annotations
 
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +26,12 @@ from rawclient import RawClient
 from requests_v import fetch, metadata, produce, produce_result
 from test_connection_limits import api_versions, no_answer, rss_kib, uvarint
 
+from kpy.memory_pool import ALLOWANCE
 from kpy.protocol import records as rb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import load
 
 Factory = Callable[..., KpyProcess]
 
@@ -73,6 +80,27 @@ def test_requests_pipelined_behind_a_long_poll_are_read_a_little_at_a_time(
             assert corr == expected
         sender.join(10)
         assert not sender.is_alive()
+
+
+@pytest.mark.parametrize("delta", [-1, 0, 1])
+def test_requests_about_the_size_of_the_allowance_are_read(kpy: KpyProcess, delta: int) -> None:
+    """A request of just under, just at and just over what a connection may hold without a
+    reservation is read whole and answered (MESSAGE_TOO_LARGE: its batch is over
+    message.max.bytes), also when all of it but its last bytes has been read (kpy then holds
+    more than the allowance, all of it the request it must finish reading)."""
+    size = ALLOWANCE + delta
+    with RawClient(kpy.bootstrap) as c:
+        metadata(c, load.BIG)
+        prefix = load.produce_prefix(load.BIG, 0, 1)
+        records = size - (len(prefix) - 4)
+        frame = load.produce_prefix(load.BIG, records, 1) + load.batch_header(records)
+        whole = frame + bytes(records - 61)
+        assert struct.unpack(">i", whole[:4])[0] == size
+        c.send_bytes(whole[:-2])
+        time.sleep(0.3)  # kpy reads it all before the last two bytes come
+        c.send_bytes(whole[-2:])
+        response = c.recv_frame()
+        assert load.produce_error(response) == ErrorCode.message_too_large
 
 
 def produce_request(size: int) -> pr.ProduceRequest:
