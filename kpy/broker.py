@@ -33,6 +33,7 @@ from kpy.file_deleter import FileDeleter
 from kpy.group_commit import GroupCommit
 from kpy.handlers.registry import REGISTRY, CloseConnection, loaded
 from kpy.leader_epoch import LEADER_EPOCH
+from kpy.memory_pool import RequestPool, ResponseMemory
 from kpy.producer_ids import ProducerIdManager
 from kpy.protocol.messages import (
     API_VERSIONS_KEY,
@@ -213,6 +214,10 @@ class Broker:
         # Transactions a crash left between their two writes: their markers go out now.
         self.transactions.complete_unfinished(int(time.time() * 1000))
         self.max_request_size = config.get_int("socket.request.max.bytes")
+        # Memory bounds the connections and Fetch share (memory_pool.py).
+        self.request_pool = RequestPool(config.queued_max_request_bytes)
+        self.response_memory = ResponseMemory(config.get_int("kpy.queued.max.response.bytes"))
+        self.fetch_max_bytes = config.get_int("fetch.max.bytes")
         self.started_ms = int(time.time() * 1000)
         # One broker leads every partition; its leader epoch never changes (leader_epoch.py).
         self.leader_epoch = LEADER_EPOCH

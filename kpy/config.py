@@ -8,6 +8,7 @@ works unchanged; only the keys below change kpy's behaviour.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,6 +53,19 @@ DEFAULTS: dict[str, str] = {
     # kpy's own: SCRAM credentials given at start, ";"-separated, each as kafka-storage format
     # --add-scram takes them: SCRAM-SHA-256=[name=alice,password=alice-secret].
     "kpy.add.scram": "",
+    # Connection limits and memory bounds (kpy.connection_quotas, kpy.memory_pool, server.py).
+    "max.connections": "2147483647",
+    "max.connections.per.ip": "2147483647",
+    "max.connections.per.ip.overrides": "",
+    "connections.max.idle.ms": "600000",
+    "socket.send.buffer.bytes": "102400",
+    "socket.receive.buffer.bytes": "102400",
+    # Kafka's default, -1, leaves queued requests unbounded; kpy's (unset) is a pool of
+    # socket.request.max.bytes, the smallest Kafka accepts (see queued_max_request_bytes).
+    "queued.max.request.bytes": "",
+    "fetch.max.bytes": "57671680",
+    # kpy's own: bytes of responses held for clients that do not read them (memory_pool.py).
+    "kpy.queued.max.response.bytes": "67108864",
     "log.segment.bytes": "1073741824",
     "log.roll.ms": "",
     "log.roll.hours": "168",
@@ -195,6 +209,11 @@ def parse_properties(text: str) -> dict[str, str]:
     return props
 
 
+def listener_max_connections_key(listener: str) -> str:
+    """A listener's own max.connections, under Kafka's listener prefix (lower case name)."""
+    return f"listener.name.{listener.lower()}.max.connections"
+
+
 def parse_listeners(value: str) -> list[Listener]:
     listeners = []
     for item in filter(None, (v.strip() for v in value.split(","))):
@@ -268,6 +287,7 @@ class BrokerConfig:
             raise ConfigError(
                 "kpy.test.durability.journal needs the disk: not with kpy.storage.in.memory"
             )
+        self.validate_socket_server()
         if self.props["log.message.timestamp.type"] not in ("CreateTime", "LogAppendTime"):
             raise ConfigError("log.message.timestamp.type must be CreateTime or LogAppendTime")
         try:
@@ -299,6 +319,79 @@ class BrokerConfig:
                 tls.server_context(self, lst.name)
             if protocol in tls.SASL_PROTOCOLS:
                 sasl.SaslSettings.load(self, lst.name)
+
+    def validate_socket_server(self) -> None:
+        """Kafka's checks of the connection limits and request sizes (SocketServerConfigs'
+        validators and KafkaConfig's cross-checks), also run on a dynamic change."""
+        if self.get_int("socket.request.max.bytes") < 1:
+            raise ConfigError("socket.request.max.bytes must be at least 1")
+        if self.get_int("fetch.max.bytes") < 1024:
+            raise ConfigError("fetch.max.bytes must be at least 1024")
+        for key in ("max.connections", "max.connections.per.ip"):
+            if self.get_int(key) < 0:
+                raise ConfigError(f"{key} must be at least 0")
+        for listener in self.listeners:
+            key = listener_max_connections_key(listener.name)
+            if key in self.props and self.get_int(key) < 0:
+                raise ConfigError(f"{key} must be at least 0")
+        self.get_int("connections.max.idle.ms")
+        self.get_int("socket.send.buffer.bytes")
+        self.get_int("socket.receive.buffer.bytes")
+        self.get_int("kpy.queued.max.response.bytes")
+        overrides = self.max_connections_per_ip_overrides
+        if self.get_int("max.connections.per.ip") == 0 and not overrides:
+            raise ConfigError(
+                "max.connections.per.ip can be set to zero only if "
+                "max.connections.per.ip.overrides property is set."
+            )
+        queued = self.get("queued.max.request.bytes").strip()
+        if queued:
+            try:
+                value = int(queued)
+            except ValueError:
+                raise ConfigError(
+                    f"queued.max.request.bytes must be an integer, not {queued!r}"
+                ) from None
+            if 0 < value < self.get_int("socket.request.max.bytes"):
+                raise ConfigError(
+                    "queued.max.request.bytes must be larger or equal to socket.request.max.bytes"
+                )
+
+    @property
+    def max_connections_per_ip_overrides(self) -> dict[str, int]:
+        """max.connections.per.ip.overrides, "host:n,host:n", as Kafka's Csv.parseCsvMap splits
+        it (at each comma, then at the last colon, so IPv6 addresses work) and checks it."""
+        value = self.get("max.connections.per.ip.overrides").strip()
+        out: dict[str, int] = {}
+        if not value:
+            return out
+        for item in re.split(r"\s*,\s*", value):
+            host, sep, count = item.rpartition(":")
+            host = host.strip()
+            try:
+                if not sep:
+                    raise ValueError(f"{item!r} is not host:count")
+                out[host] = int(count.strip())
+            except ValueError as e:
+                raise ConfigError(
+                    f"Error parsing configuration property 'max.connections.per.ip.overrides': {e}"
+                ) from None
+        invalid = [h for h in out if not re.fullmatch(r"[0-9a-zA-Z\-%._:]*", h)]
+        if invalid:
+            raise ConfigError(
+                "max.connections.per.ip.overrides contains invalid addresses : " + ",".join(invalid)
+            )
+        return out
+
+    @property
+    def queued_max_request_bytes(self) -> int:
+        """The bound on the bytes of requests read and not yet handled (memory_pool.py): the
+        setting where given (0 or less: no bound, as Kafka's -1), else socket.request.max.bytes,
+        the smallest pool Kafka accepts, which lets one request of the largest size in at once."""
+        queued = self.get("queued.max.request.bytes").strip()
+        if queued:
+            return int(queued)
+        return self.get_int("socket.request.max.bytes")
 
     def get(self, key: str) -> str:
         return self.props.get(key, DEFAULTS.get(key, ""))

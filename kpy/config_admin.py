@@ -159,6 +159,7 @@ async def alter_broker(broker: Broker, name: str, compute: Compute, validate_onl
         )
         candidate.merge()
         try:
+            candidate.validate_socket_server()
             defaults = candidate.topic_defaults()
             broker.logs.check_default_config(defaults)
         except (ValueError, InvalidConfig) as e:

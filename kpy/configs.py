@@ -89,6 +89,31 @@ _BROKER: dict[str, tuple[ConfigType, bool, str]] = {
     "auto.create.topics.enable": (_BOOL, False, "Create unknown topics on Metadata requests."),
     "delete.topic.enable": (_BOOL, False, "Whether DeleteTopics may delete topics."),
     "socket.request.max.bytes": (_INT, False, "Largest request the broker reads."),
+    "max.connections": (_INT, True, "Most connections the broker serves at once."),
+    "max.connections.per.ip": (_INT, True, "Most connections from one IP address."),
+    "max.connections.per.ip.overrides": (
+        _STR,
+        True,
+        "Per-IP or hostname limits in place of max.connections.per.ip, host:n,host:n.",
+    ),
+    "connections.max.idle.ms": (_LONG, False, "Connections idle this long are closed."),
+    "socket.send.buffer.bytes": (_INT, False, "SO_SNDBUF of connections; -1: the OS default."),
+    "socket.receive.buffer.bytes": (
+        _INT,
+        False,
+        "SO_RCVBUF of connections; -1: the OS default.",
+    ),
+    "queued.max.request.bytes": (
+        _LONG,
+        False,
+        "Bytes of requests read and not yet handled before no more are read.",
+    ),
+    "fetch.max.bytes": (_INT, False, "Most bytes a Fetch response carries."),
+    "kpy.queued.max.response.bytes": (
+        _LONG,
+        False,
+        "kpy's own: bytes of unsent responses beyond which fetches return one batch.",
+    ),
     "log.roll.hours": (_INT, False, "segment.ms default in hours, when log.roll.ms is unset."),
     "log.roll.jitter.hours": (_INT, False, "segment.jitter.ms default in hours."),
     "log.retention.hours": (_INT, False, "retention.ms default in hours."),
@@ -203,6 +228,10 @@ for _topic_name, _synonyms in TOPIC_CONFIG_SYNONYMS.items():
 
 _VALIDATORS = {
     "num.partitions": at_least(1),
+    "socket.request.max.bytes": at_least(1),
+    "max.connections": at_least(0),
+    "max.connections.per.ip": at_least(0),
+    "fetch.max.bytes": at_least(1024),
     "log.segment.bytes": at_least(1048576),
     "log.message.timestamp.type": one_of("CreateTime", "LogAppendTime"),
 }

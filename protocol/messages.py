@@ -86,6 +86,12 @@ class FrameReader:
     def max_size(self, value: int) -> None:
         self._max = value
 
+    @property
+    def next_size(self) -> int | None:
+        """The size the incomplete frame at the head of the buffer declares (checked by
+        ``frames``), once its four bytes are in: what the rest of it will take."""
+        return _SIZE.unpack_from(self._buf)[0] if len(self._buf) >= 4 else None
+
 
 class RequestHeader(NamedTuple):
     """The header of one request (a NamedTuple: one is built per request)."""

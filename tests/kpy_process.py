@@ -41,6 +41,7 @@ class KpyProcess:
         self.port = 0
         self.ports: list[int] = []  # every listener's, in the order of the listeners setting
         self.output: list[str] = []
+        self._ready_line = False
 
     @property
     def bootstrap(self) -> str:
@@ -57,6 +58,7 @@ class KpyProcess:
         for key, value in self.overrides.items():
             args += ["--override", f"{key}={value}"]
         self.output = []
+        self._ready_line = False
         self.proc = subprocess.Popen(
             args,
             stdout=subprocess.PIPE,
@@ -76,12 +78,15 @@ class KpyProcess:
                     self.port = int(m.group(2))
                     where = line.split("kpy listening on ", 1)[1].split(", data in")[0]
                     self.ports = [int(a.rsplit(":", 1)[1]) for a in where.split(", ")]
+                    self._ready_line = True
                     ready.set()
             ready.set()
 
         self._pump = threading.Thread(target=pump, daemon=True)
         self._pump.start()
-        if not ready.wait(timeout) or self.proc.poll() is not None:
+        # The pump also sets ``ready`` at the end of the output: a broker that exited (perhaps
+        # not yet reaped) printed no ready line.
+        if not ready.wait(timeout) or self.proc.poll() is not None or not self._ready_line:
             self.kill()
             raise RuntimeError("kpy did not start:\n" + "".join(self.output))
         return self

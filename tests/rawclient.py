@@ -18,9 +18,24 @@ from kpy.protocol.messages import is_flexible, response_type
 
 
 class RawClient:
-    def __init__(self, bootstrap: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        timeout: float = 10.0,
+        *,
+        source: str | None = None,
+        recv_buffer: int | None = None,
+    ) -> None:
+        """``source``: the local address to connect from; ``recv_buffer``: SO_RCVBUF, set before
+        connecting so that it bounds the TCP window (a client that reads slowly)."""
         host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if recv_buffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+        if source is not None:
+            self.sock.bind((source, 0))
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, int(port)))
         self.correlation_id = 0
 
     def close(self) -> None:
@@ -67,6 +82,10 @@ class RawClient:
     def request(self, request: Any) -> Any:
         """Send and decode the response (kio types)."""
         self.send(request)
+        return self.response(request)
+
+    def response(self, request: Any) -> Any:
+        """Read and decode the response to ``request``, the last request sent."""
         data = self.recv_frame()
         (corr,) = struct.unpack_from(">i", data)
         assert corr == self.correlation_id

@@ -6,6 +6,11 @@ limits (KIP-74), then per-partition and total max_bytes. An empty partition carr
 records, never null. Long poll: when fewer than min_bytes are ready the request waits, woken by
 appends to its partitions, until max_wait.
 
+The total is capped by the broker's fetch.max.bytes, as in Kafka, and by what is left of
+kpy.queued.max.response.bytes (kpy.memory_pool): Kafka sends records from its files and holds
+none in memory for a client that does not read them, kpy reads them into memory, so while slow
+readers hold unsent responses a fetch returns less, one batch at the least.
+
 Fetch sessions (KIP-227) are declined: every response has session id 0, which tells clients to
 send full requests; an incremental request (session epoch above 0) gets
 FETCH_SESSION_ID_NOT_FOUND, as Kafka answers for a session it does not have. v13+ names topics
@@ -80,21 +85,37 @@ async def handle(ctx: RequestContext, request: Any) -> EncodedBody:
         if broker.logs.get_log(name, p.partition) is not None
     ]
 
+    # The broker's fetch.max.bytes caps the request's (v3+; older versions have no limit of
+    # their own), and so does what is left of the memory for responses (memory_pool.py); the
+    # fetch reads at least one batch whatever the cap. min_bytes is cut to the cap, as Kafka
+    # cuts it to its quota-capped maximum.
+    fetch_max = min(getattr(request, "max_bytes", 0x7FFFFFFF), broker.fetch_max_bytes)
+    memory = broker.response_memory
+    held = 0
     # Kafka's DelayedFetch: answer at once when min_bytes are there, when any partition has an
     # error, or when nothing can be waited on; otherwise wait for appends until max_wait.
     deadline = anyio.current_time() + request.max_wait_ms / 1000
-    while True:
-        event = anyio.Event()
-        broker.waiters.register(keys, event)
-        try:
-            total, answer_now, responses = await _read_all(ctx, request, wanted)
-            remaining = deadline - anyio.current_time()
-            if total >= request.min_bytes or answer_now or not keys or remaining <= 0:
-                break
-            with anyio.move_on_after(remaining):
-                await event.wait()
-        finally:
-            broker.waiters.unregister(keys, event)
+    try:
+        while True:
+            event = anyio.Event()
+            broker.waiters.register(keys, event)
+            try:
+                memory.release(held)
+                held = 0
+                max_bytes = min(fetch_max, memory.available())
+                total, answer_now, responses = await _read_all(ctx, request, wanted, max_bytes)
+                memory.hold(total)
+                held = total
+                min_bytes = min(request.min_bytes, max(max_bytes, 1))
+                remaining = deadline - anyio.current_time()
+                if total >= min_bytes or answer_now or not keys or remaining <= 0:
+                    break
+                with anyio.move_on_after(remaining):
+                    await event.wait()
+            finally:
+                broker.waiters.unregister(keys, event)
+    finally:
+        memory.release(held)  # the connection counts what it cannot send at once
     return encode_fetch(ctx.version, ErrorCode.none.value, responses)
 
 
@@ -116,12 +137,12 @@ Topics = list[tuple[Any, list[FetchPartition]]]  # (name, or topic id from v13, 
 
 
 async def _read_all(
-    ctx: RequestContext, request: Any, wanted: list[tuple[Any, str | None, Any]]
+    ctx: RequestContext, request: Any, wanted: list[tuple[Any, str | None, Any]], max_bytes: int
 ) -> tuple[int, bool, Topics]:
     """(bytes read, whether to answer at once (an error or a diverging epoch), the topics)."""
     broker = ctx.broker
     by_id = ctx.version >= 13
-    remaining = getattr(request, "max_bytes", 0x7FFFFFFF)  # v3+
+    remaining = max_bytes
     min_one = True
     total = 0
     answer_now = False
