@@ -167,6 +167,11 @@ _BROKER: dict[str, tuple[ConfigType, bool, str]] = {
         True,
         "Check that a transactional write goes to a partition of its transaction.",
     ),
+    "authorizer.class.name": (
+        T.CLASS,
+        False,
+        "The authorizer: empty for none, or Kafka's StandardAuthorizer (kpy.acl).",
+    ),
 }
 for _topic_name, _synonyms in TOPIC_CONFIG_SYNONYMS.items():
     for _broker_name, _ in _synonyms:
