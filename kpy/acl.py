@@ -75,6 +75,13 @@ CLUSTER_NAME = "kafka-cluster"  # the one CLUSTER resource's name
 WILDCARD = "*"  # a resource name or host matching any
 WILDCARD_PRINCIPAL = "User:*"
 ACL_FILE = "kpy-acls.json"
+# The default messages of the denial errors (Kafka's Errors), which ApiError carries.
+DENIED_MESSAGES = {
+    ErrorCode.topic_authorization_failed: "Topic authorization failed.",
+    ErrorCode.group_authorization_failed: "Group authorization failed.",
+    ErrorCode.cluster_authorization_failed: "Cluster authorization failed.",
+    ErrorCode.transactional_id_authorization_failed: "Transactional Id authorization failed.",
+}
 ACL_FILE_VERSION = 1
 
 
@@ -403,6 +410,16 @@ class Authorizer:
     def acls(self, acl_filter: AclBindingFilter = ANY_ACL) -> list[AclBinding]:
         return []
 
+    async def create_acls(
+        self, bindings: Sequence[AclBinding]
+    ) -> list[tuple[ErrorCode, str | None]]:
+        raise RuntimeError("no authorizer: CreateAcls answers SECURITY_DISABLED")
+
+    async def delete_acls(
+        self, filters: Sequence[AclBindingFilter]
+    ) -> list[tuple[ErrorCode, str | None, list[AclBinding]]]:
+        raise RuntimeError("no authorizer: DeleteAcls answers SECURITY_DISABLED")
+
 
 NO_AUTHORIZER = Authorizer()
 
@@ -641,7 +658,7 @@ class StandardAuthorizer(Authorizer):
                     ]
         return results
 
-    async def _store(self, acls: frozenset[AclBinding]) -> tuple[ErrorCode, str] | None:
+    async def _store(self, acls: frozenset[AclBinding]) -> tuple[ErrorCode, str | None] | None:
         """Write ``acls`` to the file, then make them the ones in force; the error to answer
         when the write failed (nothing changes then)."""
         if self._path is not None and self._fs is not None:

@@ -27,6 +27,11 @@ a diverging epoch (the epoch and its end offset) for the fetcher to truncate to.
 with an error or a diverging epoch answers the request at once.
 
 v0-v3 read message formats v0/v1: kpy.down_conversion converts the stored batches.
+
+Authorization (kpy.acl), as KafkaApis: a consumer needs READ on each topic, a follower (a
+replica id of 0 or more, v0-v14; v15's replica state is not read) CLUSTER_ACTION on the
+cluster; otherwise the partitions answer TOPIC_AUTHORIZATION_FAILED, checked after unknown
+topic ids and before whether partitions exist.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy import down_conversion
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET, check_current, end_offset_for
 from kpy.protocol import records as rb
@@ -72,10 +78,11 @@ async def handle(ctx: RequestContext, request: Any) -> EncodedBody:
             wanted.append((topic.topic_id, info.name if info else None, topic.partitions))
         else:
             wanted.append((topic.topic, topic.topic, topic.partitions))
+    denied = _denied_topics(ctx, request, wanted)
     keys = [
         (name, p.partition)
         for _, name, parts in wanted
-        if name
+        if name and name not in denied
         for p in parts
         if broker.logs.get_log(name, p.partition) is not None
     ]
@@ -87,7 +94,7 @@ async def handle(ctx: RequestContext, request: Any) -> EncodedBody:
         event = anyio.Event()
         broker.waiters.register(keys, event)
         try:
-            total, answer_now, responses = await _read_all(ctx, request, wanted)
+            total, answer_now, responses = await _read_all(ctx, request, wanted, denied)
             remaining = deadline - anyio.current_time()
             if total >= request.min_bytes or answer_now or not keys or remaining <= 0:
                 break
@@ -115,8 +122,27 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Enco
 Topics = list[tuple[Any, list[FetchPartition]]]  # (name, or topic id from v13, partitions)
 
 
-async def _read_all(
+def _denied_topics(
     ctx: RequestContext, request: Any, wanted: list[tuple[Any, str | None, Any]]
+) -> frozenset[str]:
+    """The topics the fetch may not read: all of them for a follower without CLUSTER_ACTION,
+    those without READ for a consumer (KafkaApis.handleFetchRequest)."""
+    auth = ctx.broker.authorizer
+    if not auth.enabled:
+        return frozenset()
+    names = {name for _, name, _ in wanted if name is not None}
+    if getattr(request, "replica_id", -1) >= 0:  # a follower
+        if auth.authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
+            return frozenset()
+        return frozenset(names)
+    return frozenset(names - auth.allowed(ctx, AclOperation.READ, ResourceType.TOPIC, names))
+
+
+async def _read_all(
+    ctx: RequestContext,
+    request: Any,
+    wanted: list[tuple[Any, str | None, Any]],
+    denied: frozenset[str] = frozenset(),
 ) -> tuple[int, bool, Topics]:
     """(bytes read, whether to answer at once (an error or a diverging epoch), the topics)."""
     broker = ctx.broker
@@ -134,7 +160,9 @@ async def _read_all(
             error = ErrorCode.none
             diverging: tuple[int, int] | None = None
             data: Records = b""
-            if log is None:
+            if name in denied:
+                error, log = ErrorCode.topic_authorization_failed, None
+            elif log is None:
                 error = (
                     ErrorCode.unknown_topic_id
                     if by_id and name is None
