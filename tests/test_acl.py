@@ -354,7 +354,7 @@ def test_config() -> None:
     assert not StandardAuthorizer.from_config(  # type: ignore[attr-defined]
         load(authorizer_class_name=name)
     ).allow_if_no_acl
-    with pytest.raises(ConfigError, match="Class com.example.MyAuthorizer cannot be found"):
+    with pytest.raises(ConfigError, match=r"Class com\.example\.MyAuthorizer cannot be found"):
         load(authorizer_class_name="com.example.MyAuthorizer")
-    with pytest.raises(ConfigError, match="super.users"):
+    with pytest.raises(ConfigError, match=r"super\.users"):
         load(authorizer_class_name=name, super_users="admin")

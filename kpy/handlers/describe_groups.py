@@ -50,12 +50,12 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         if group is None:
             if group_id in broker.consumer_groups.groups:
                 message = f"Group {group_id} is not a classic group."
-                described.append(_not_found(mod, ctx.version, group_id, message))
+                described.append(_not_found(mod, ctx.version, group_id, message, ops))
             elif broker.offsets.has_offsets(group_id):
                 described.append(_group(mod, group_id, ErrorCode.none, EMPTY, "", "", (), ops))
             else:
                 message = f"Group {group_id} not found."
-                described.append(_not_found(mod, ctx.version, group_id, message))
+                described.append(_not_found(mod, ctx.version, group_id, message, ops))
             continue
         protocol = group.protocol_name if group.state == STABLE else None
         members = tuple(
@@ -92,10 +92,12 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     return make(mod.DescribeGroupsResponse, throttle_time=0, groups=groups)
 
 
-def _not_found(mod: Any, version: int, group_id: str, message: str) -> Any:
-    """A group that is not there for DescribeGroups: Dead, and from v6 GROUP_ID_NOT_FOUND."""
+def _not_found(mod: Any, version: int, group_id: str, message: str, ops: int | None) -> Any:
+    """A group that is not there for DescribeGroups: Dead, and from v6 GROUP_ID_NOT_FOUND.
+    Before v6 it is no error, so it has authorized operations (KafkaApis fills them in for the
+    groups the coordinator answered without an error)."""
     if version < NOT_FOUND_VERSION:
-        return _group(mod, group_id, ErrorCode.none, DEAD, "", "", ())
+        return _group(mod, group_id, ErrorCode.none, DEAD, "", "", (), ops)
     return _group(mod, group_id, ErrorCode.group_id_not_found, DEAD, "", "", (), message=message)
 
 

@@ -77,12 +77,14 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 )
                 continue
             topics = _lookup(offsets, groups, g.group_id, g.topics, request.require_stable)
-            answers.append(_group_response(mod, g.group_id, _describable(ctx, topics)))
+            visible = _describable(ctx, topics, named=g.topics is not None)
+            answers.append(_group_response(mod, g.group_id, visible))
         return make(mod.OffsetFetchResponse, throttle_time=0, groups=tuple(answers))
     if not auth.authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, request.group_id):
         return _error_response(ctx, request, ErrorCode.group_authorization_failed)
     stable = getattr(request, "require_stable", False)
-    topics = _describable(ctx, _lookup(offsets, groups, request.group_id, request.topics, stable))
+    found = _lookup(offsets, groups, request.group_id, request.topics, stable)
+    topics = _describable(ctx, found, named=request.topics is not None)
     return make(
         mod.OffsetFetchResponse,
         throttle_time=0,
@@ -115,16 +117,18 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     return make(mod.OffsetFetchResponse, throttle_time=0, topics=topics, error_code=error)
 
 
-def _describable(ctx: RequestContext, topics: list[TopicAnswer]) -> list[TopicAnswer]:
-    """The answers without what the client may not see: a topic it asked for answers
-    TOPIC_AUTHORIZATION_FAILED on each partition; one it did not name (all of a group's
-    offsets) is left out."""
+def _describable(ctx: RequestContext, topics: list[TopicAnswer], named: bool) -> list[TopicAnswer]:
+    """The answers without what the client may not see: a topic it ``named`` answers
+    TOPIC_AUTHORIZATION_FAILED on each partition; when it asked for all of a group's offsets,
+    the topic is left out."""
     auth = ctx.broker.authorizer
     if not auth.enabled:
         return topics
     names = {name for name, _ in topics}
     allowed = auth.allowed(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
     denied = ErrorCode.topic_authorization_failed
+    if not named:
+        return [(name, answers) for name, answers in topics if name in allowed]
     return [
         (name, answers if name in allowed else [(p, denied) for p, _ in answers])
         for name, answers in topics
