@@ -22,9 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from acl_requests import (
+    ANON,
+    CLUSTER,
+    acl,
+    create_acls,
+    delete_acls,
+    deny,
+    deny_on_cluster,
+    describe_acls,
+    described,
+    filter_fields,
+)
 from kio.schema.errors import ErrorCode
 from kpy_process import KpyProcess
-from legacy_requests import call
 from rawclient import RawClient
 from requests_v import (
     build,
@@ -42,16 +53,12 @@ from requests_v import (
 
 import kpy
 from kpy.acl import STANDARD_AUTHORIZER, AclOperation, AclPermissionType, PatternType, ResourceType
-from kpy.protocol import legacy
 from kpy.protocol.records import TRANSACTIONAL_MASK, build_batch
 
 Op, Res, Perm, Pat = AclOperation, ResourceType, AclPermissionType, PatternType
 E = ErrorCode
-ANON = "User:ANONYMOUS"
-CLUSTER = "kafka-cluster"
 ZERO_UUID = uuid.UUID(int=0)
 TOPIC_OPS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
-Acl = tuple[ResourceType, str, PatternType, str, str, AclOperation, AclPermissionType]
 
 
 @contextmanager
@@ -73,129 +80,6 @@ def acl_broker(**settings: str) -> Iterator[RawClient]:
 def c() -> Iterator[RawClient]:
     with acl_broker() as client:
         yield client
-
-
-def acl(
-    resource_type: ResourceType,
-    name: str,
-    operation: AclOperation,
-    permission: AclPermissionType = Perm.DENY,
-    *,
-    pattern: PatternType = Pat.LITERAL,
-    principal: str = ANON,
-    host: str = "*",
-) -> Acl:
-    return (resource_type, name, pattern, principal, host, operation, permission)
-
-
-def create_acls(client: RawClient, *acls: Acl, version: int = 3) -> list[tuple[ErrorCode, Any]]:
-    creations = []
-    for rt, name, pattern, principal, host, op, perm in acls:
-        fields = {"resource_pattern_type": pattern} if version >= 1 else {}
-        creations.append(
-            dict(
-                resource_type=rt,
-                resource_name=name,
-                principal=principal,
-                host=host,
-                operation=op,
-                permission_type=perm,
-                **fields,
-            )
-        )
-    if version == 0:
-        request = legacy.CreateAclsRequestV0(
-            creations=tuple(legacy.AclCreationV0(**f) for f in creations)
-        )
-        response = call(client, 30, 0, request)
-    else:
-        response = client.request(
-            build(
-                "create_acls",
-                version,
-                "CreateAclsRequest",
-                creations=tuple(
-                    build("create_acls", version, "AclCreation", **f) for f in creations
-                ),
-            )
-        )
-    return [(r.error_code, r.error_message) for r in response.results]
-
-
-def deny(client: RawClient, *acls: Acl) -> None:
-    assert create_acls(client, *acls) == [(E.none, None)] * len(acls)
-
-
-def deny_on_cluster(client: RawClient, *operations: AclOperation) -> None:
-    """DENY these cluster operations to the client, and ALLOW it every other one."""
-    deny(
-        client,
-        acl(Res.CLUSTER, CLUSTER, Op.ALL, Perm.ALLOW),
-        *(acl(Res.CLUSTER, CLUSTER, op) for op in operations),
-    )
-
-
-def filter_fields(
-    resource_type: ResourceType = Res.ANY,
-    name: str | None = None,
-    pattern: PatternType = Pat.ANY,
-    principal: str | None = None,
-    host: str | None = None,
-    operation: AclOperation = Op.ANY,
-    permission: AclPermissionType = Perm.ANY,
-    *,
-    version: int = 3,
-) -> dict[str, Any]:
-    fields: dict[str, Any] = dict(
-        resource_type_filter=resource_type,
-        resource_name_filter=name,
-        principal_filter=principal,
-        host_filter=host,
-        operation=operation,
-        permission_type=permission,
-    )
-    if version >= 1:
-        fields["pattern_type_filter"] = pattern
-    return fields
-
-
-def describe_acls(client: RawClient, version: int = 3, **flt: Any) -> Any:
-    fields = filter_fields(version=version, **flt)
-    if version == 0:
-        return call(client, 29, 0, legacy.DescribeAclsRequestV0(**fields))
-    return client.request(build("describe_acls", version, "DescribeAclsRequest", **fields))
-
-
-def described(response: Any) -> set[tuple[Any, ...]]:
-    return {
-        (
-            r.resource_type,
-            r.resource_name,
-            getattr(r, "pattern_type", Pat.LITERAL),
-            a.principal,
-            a.host,
-            a.operation,
-            a.permission_type,
-        )
-        for r in response.resources
-        for a in r.acls
-    }
-
-
-def delete_acls(client: RawClient, *filters: dict[str, Any], version: int = 3) -> Any:
-    if version == 0:
-        request = legacy.DeleteAclsRequestV0(
-            filters=tuple(legacy.DeleteAclsFilterV0(**f) for f in filters)
-        )
-        return call(client, 31, 0, request)
-    return client.request(
-        build(
-            "delete_acls",
-            version,
-            "DeleteAclsRequest",
-            filters=tuple(build("delete_acls", version, "DeleteAclsFilter", **f) for f in filters),
-        )
-    )
 
 
 # --- DescribeAcls, CreateAcls, DeleteAcls ---------------------------------------------------
@@ -256,7 +140,7 @@ def test_create_describe_delete_round_trip(c: RawClient) -> None:
 
 def test_version_0_knows_literal_patterns_only(c: RawClient) -> None:
     deny(c, acl(Res.TOPIC, "lit", Op.READ), acl(Res.TOPIC, "pre", Op.READ, pattern=Pat.PREFIXED))
-    assert create_acls(c, acl(Res.TOPIC, "v0", Op.WRITE), version=0) == [(E.none, None)]
+    assert create_acls(c, acl(Res.TOPIC, "v0", Op.WRITE), version=0) == [(E.none, "")]
     assert described(describe_acls(c, 0)) == {
         acl(Res.TOPIC, "lit", Op.READ),
         acl(Res.TOPIC, "v0", Op.WRITE),
@@ -283,7 +167,7 @@ def test_create_acls_refusals(c: RawClient) -> None:
             "Could not parse principal from `alice` (no colon is present separating the "
             "principal type from the principal name)",
         ),
-        (E.none, None),
+        (E.none, ""),
     ]
     # A code Kafka does not know (not 0) is UNKNOWN to it: INVALID_REQUEST for that one.
     odd = (Res.TOPIC, "t", Pat.LITERAL, ANON, "*", 99, Perm.DENY)
@@ -340,7 +224,7 @@ def test_unknown_codes_close_the_connection(c: RawClient, api: str) -> None:
 def test_acl_apis_need_cluster_permissions(c: RawClient) -> None:
     deny_on_cluster(c, Op.DESCRIBE)
     assert describe_acls(c).error_code == E.cluster_authorization_failed
-    assert create_acls(c, acl(Res.TOPIC, "t", Op.READ)) == [(E.none, None)]
+    assert create_acls(c, acl(Res.TOPIC, "t", Op.READ)) == [(E.none, "")]
     # ALTER denied: neither create nor delete (and the DENY itself cannot be removed).
     deny(c, acl(Res.CLUSTER, CLUSTER, Op.ALTER))
     assert create_acls(c, acl(Res.TOPIC, "u", Op.READ)) == [(E.cluster_authorization_failed, None)]

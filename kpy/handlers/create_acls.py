@@ -86,11 +86,18 @@ def _not_a_binding(acl: AclBinding) -> bool:
 
 
 def _respond(ctx: RequestContext, results: list[tuple[ErrorCode, str | None]]) -> Any:
+    """A creation that succeeded carries the message "" (the schema's default, which Kafka
+    leaves), a failed one its message or null."""
     mod = response_module(KEY, ctx.version)
     return make(
         mod.CreateAclsResponse,
         throttle_time=0,
         results=tuple(
-            make(mod.AclCreationResult, error_code=e, error_message=m) for e, m in results
+            make(
+                mod.AclCreationResult,
+                error_code=e,
+                error_message="" if e is ErrorCode.none else m,
+            )
+            for e, m in results
         ),
     )

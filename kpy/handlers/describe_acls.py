@@ -41,7 +41,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         return _error_response(ctx, request, ErrorCode.cluster_authorization_failed)
     if not auth.enabled:
         return _respond(ctx, ErrorCode.security_disabled, NO_AUTHORIZER_MESSAGE, [])
-    return _respond(ctx, ErrorCode.none, None, auth.acls(acl_filter))
+    # Kafka leaves the message at the schema's default, "", when there is no error.
+    return _respond(ctx, ErrorCode.none, "", auth.acls(acl_filter))
 
 
 @error_response(KEY)
