@@ -9,11 +9,11 @@ passes takes effect at once: topic overrides on the topic's logs, broker setting
 that does not override them.
 
 Authorization (kpy.acl), where Kafka's controller checks it, after the broker's preprocessing:
-ALTER_CONFIGS on the cluster for the broker and client metrics (CLUSTER_AUTHORIZATION_FAILED),
-on the topic (TOPIC_AUTHORIZATION_FAILED), on the group (GROUP_AUTHORIZATION_FAILED), each with
-its default message; the broker's own checks of a broker change (its id, read-only settings)
-come first, as Kafka's broker makes them before it forwards; for broker loggers the cluster is
-asked before anything else, as Kafka's RuntimeLoggerManager does.
+ALTER_CONFIGS on the cluster for the broker and client metrics (CLUSTER_AUTHORIZATION_FAILED), on
+the topic (TOPIC_AUTHORIZATION_FAILED), on the group (GROUP_AUTHORIZATION_FAILED), each with its
+default message (but a broker logger's, none); the broker's own checks of a broker change (its id,
+read-only settings) come first, as Kafka's broker makes them before it forwards; for broker loggers
+the cluster is asked before anything else, as Kafka's RuntimeLoggerManager does.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ Op = tuple[str, int, str | None]  # name, operation, value
 
 
 class AdminError(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str | None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -101,6 +101,10 @@ def denied(ctx: RequestContext, operation: AclOperation, kind: int, name: str) -
     resource = CLUSTER_NAME if resource_type is ResourceType.CLUSTER else name
     if ctx.broker.authorizer.authorize(ctx, operation, resource_type, resource):
         return None
+    # Kafka's broker refuses a broker logger change with an exception whose message is the
+    # default one, which ApiError leaves out; its controller, the others, with the message.
+    if kind == configs.BROKER_LOGGER and operation is AclOperation.ALTER_CONFIGS:
+        return AdminError(error, None)
     return AdminError(error, DENIED_MESSAGES[error])
 
 

@@ -19,8 +19,10 @@ topics and groups removed after each test.
 
 from __future__ import annotations
 
+import datetime
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,14 @@ from kafka.admin import ResourceType as KpResourceType
 from kio.schema.errors import ErrorCode
 from kpy_process import KpyProcess
 from rawclient import RawClient
-from requests_v import build, fetch, list_offsets, metadata, produce
+from requests_v import (
+    build,
+    describe_topic_partitions,
+    fetch,
+    list_offsets,
+    metadata,
+    produce,
+)
 
 from compat import kafka_broker
 from compat.conftest import broker_choice
@@ -603,3 +612,308 @@ def test_acl_requests_as_kafka_answers(broker: Broker) -> None:
     with RawClient(broker.bootstrap) as c:
         c.send(build("describe_acls", 3, "DescribeAclsRequest", **filter_fields(operation=0)))  # type: ignore[arg-type]
         assert c.is_closed_by_peer()
+
+
+def test_denial_codes_as_kafka_answers(broker: Broker) -> None:
+    """Each API's answer to a client an ACL denies, field by field as Kafka 4.1 gives it."""
+    b = broker.bootstrap
+    create_topics(b, "open", "closed", "kept")
+    taf, gaf = ErrorCode.topic_authorization_failed, ErrorCode.group_authorization_failed
+    caf = ErrorCode.cluster_authorization_failed
+    with RawClient(b) as c:
+        # __consumer_offsets first: Kafka's broker asks its controller to create it as
+        # User:ANONYMOUS too, which needs the CREATE on the cluster denied below.
+        wait_for_group_coordinator(c)
+        made = {
+            acl(Res.TOPIC, "closed", Op.READ),
+            acl(Res.TOPIC, "closed", Op.WRITE),
+            acl(Res.TOPIC, "refused", Op.CREATE),
+            *allow_all_but(Res.TOPIC, "quiet", Op.DESCRIBE_CONFIGS),
+            *allow_all_but(
+                Res.TOPIC, "kept", Op.DELETE, Op.ALTER, Op.DESCRIBE_CONFIGS, Op.ALTER_CONFIGS
+            ),
+            *allow_all_but(Res.GROUP, "g", Op.READ),
+            *allow_all_but(Res.GROUP, "h", Op.DESCRIBE),
+            *allow_all_but(
+                Res.CLUSTER, CLUSTER, Op.CREATE, Op.DELETE, Op.DESCRIBE_CONFIGS, Op.ALTER_CONFIGS
+            ),
+            acl(Res.TRANSACTIONAL_ID, "tx", Op.DESCRIBE),
+        }
+        assert create_acls(c, *sorted(made)) == [(ErrorCode.none, "")] * len(made)
+        settled(c, made)
+
+        batch = build_batch([(b"k", b"v")])
+        assert produce(c, "closed", batch).responses[0].partition_responses[0].error_code == taf
+        fetched = fetch(c, [("closed", 0, 0, 1024)]).responses[0].partitions[0]
+        assert (fetched.error_code, fetched.high_watermark, fetched.records) == (taf, -1, b"")
+        listed_offset = list_offsets(c, "closed", 0, -1)
+        assert (listed_offset.error_code, listed_offset.offset) == (taf, -1)
+        hidden = metadata(c, "closed", auto_create=False).topics[0]
+        assert (hidden.error_code, hidden.name, hidden.partitions) == (taf, "closed", ())
+        assert hidden.topic_id in (None, uuid.UUID(int=0))
+        everything = metadata_all(c)
+        assert "open" in everything and "closed" not in everything
+
+        assert commit_error(c, "g", "open") == gaf
+        assert commit_error(c, "other", "closed") == taf
+        fetched_offsets = offset_fetch_v8(c, "other", ["open", "closed"])
+        assert fetched_offsets == {"open": (ErrorCode.none, -1), "closed": (taf, -1)}
+        assert offset_fetch_v8(c, "h", ["open"]) == gaf
+        found = c.request(build("find_coordinator", 3, "FindCoordinatorRequest", key="h"))
+        assert (found.error_code, found.error_message, found.node_id, found.host, found.port) == (
+            gaf,
+            "Group authorization failed.",
+            -1,
+            "",
+            -1,
+        )
+        txn = c.request(
+            build(
+                "find_coordinator",
+                4,
+                "FindCoordinatorRequest",
+                key_type=1,
+                coordinator_keys=("tx",),
+            )
+        ).coordinators[0]
+        assert (txn.error_code, txn.node_id) == (
+            ErrorCode.transactional_id_authorization_failed,
+            -1,
+        )
+        join = c.request(
+            build(
+                "join_group",
+                9,
+                "JoinGroupRequest",
+                group_id="g",
+                member_id="m",
+                protocol_type="consumer",
+            )
+        )
+        assert (join.error_code, join.member_id, join.generation_id, join.leader) == (
+            gaf,
+            "",
+            -1,
+            "",
+        )
+
+        ct = "create_topics"
+        created = c.request(
+            build(
+                ct,
+                7,
+                "CreateTopicsRequest",
+                topics=tuple(
+                    build(ct, 7, "CreatableTopic", name=n, num_partitions=1, replication_factor=1)
+                    for n in ("refused", "quiet")
+                ),
+            )
+        ).topics
+        by_name = {t.name: t for t in created}
+        assert (by_name["refused"].error_code, by_name["refused"].error_message) == (
+            taf,
+            "Authorization failed.",
+        )
+        quiet = by_name["quiet"]
+        assert (quiet.error_code, quiet.topic_config_error_code) == (ErrorCode.none, taf)
+        assert (quiet.num_partitions, quiet.replication_factor, quiet.configs) == (-1, -1, ())
+
+        d = "delete_topics"
+        deleted = c.request(
+            build(
+                d, 6, "DeleteTopicsRequest", topics=(build(d, 6, "DeleteTopicState", name="kept"),)
+            )
+        ).responses[0]
+        assert (deleted.error_code, deleted.error_message) == (taf, "Topic authorization failed.")
+        p = "create_partitions"
+        grown = c.request(
+            build(
+                p,
+                3,
+                "CreatePartitionsRequest",
+                topics=(build(p, 3, "CreatePartitionsTopic", name="kept", count=2),),
+            )
+        ).results[0]
+        assert (grown.error_code, grown.error_message) == (taf, None)
+        r = "delete_records"
+        records = (
+            c.request(
+                build(
+                    r,
+                    2,
+                    "DeleteRecordsRequest",
+                    topics=(
+                        build(
+                            r,
+                            2,
+                            "DeleteRecordsTopic",
+                            name="kept",
+                            partitions=(build(r, 2, "DeleteRecordsPartition", partition_index=0),),
+                        ),
+                    ),
+                )
+            )
+            .topics[0]
+            .partitions[0]
+        )
+        assert (records.error_code, records.low_watermark) == (taf, -1)
+
+        dc = "describe_configs"
+        configs = c.request(
+            build(
+                dc,
+                4,
+                "DescribeConfigsRequest",
+                resources=tuple(
+                    build(dc, 4, "DescribeConfigsResource", resource_type=kind, resource_name=name)
+                    for kind, name in ((2, "kept"), (4, "1"))
+                ),
+            )
+        ).results
+        assert [(x.error_code, x.error_message, x.configs) for x in configs] == [
+            (taf, "Topic authorization failed.", ()),
+            (caf, "Cluster authorization failed.", ()),
+        ]
+        ia = "incremental_alter_configs"
+        altered = c.request(
+            build(
+                ia,
+                1,
+                "IncrementalAlterConfigsRequest",
+                resources=tuple(
+                    build(
+                        ia,
+                        1,
+                        "AlterConfigsResource",
+                        resource_type=kind,
+                        resource_name=name,
+                        configs=(build(ia, 1, "AlterableConfig", name=key, value=value),),
+                    )
+                    for kind, name, key, value in (
+                        (2, "kept", "retention.ms", "1000"),
+                        (4, "1", "log.retention.ms", "1000"),
+                        (8, "1", "org.apache.kafka", "DEBUG"),
+                    )
+                ),
+            )
+        ).responses
+        assert sorted((x.resource_type, x.error_code, x.error_message) for x in altered) == [
+            (2, taf, "Topic authorization failed."),
+            (4, caf, "Cluster authorization failed."),
+            (8, caf, None),
+        ]
+
+        dp = "describe_producers"
+        producers = (
+            c.request(
+                build(
+                    dp,
+                    0,
+                    "DescribeProducersRequest",
+                    topics=(build(dp, 0, "TopicRequest", name="closed", partition_indexes=(0,)),),
+                )
+            )
+            .topics[0]
+            .partitions[0]
+        )
+        assert (producers.error_code, producers.error_message) == (
+            taf,
+            "Topic authorization failed.",
+        )
+        described_topics = describe_topic_partitions(c, ["open", "closed"]).topics
+        assert [(t.name, t.error_code) for t in described_topics] == [
+            ("open", ErrorCode.none),
+            ("closed", taf),
+        ]
+        assert described_topics[1].topic_id in (None, uuid.UUID(int=0))
+        heartbeat = c.request(
+            build(
+                "consumer_group_heartbeat",
+                0,
+                "ConsumerGroupHeartbeatRequest",
+                group_id="cg",
+                member_epoch=0,
+                rebalance_timeout=datetime.timedelta(seconds=30),
+                subscribed_topic_names=("open", "closed"),
+                topic_partitions=(),
+            )
+        )
+        assert (heartbeat.error_code, heartbeat.member_id) == (taf, None)
+        txns = c.request(
+            build(
+                "describe_transactions", 0, "DescribeTransactionsRequest", transactional_ids=("tx",)
+            )
+        ).transaction_states[0]
+        assert txns.error_code == ErrorCode.transactional_id_authorization_failed
+
+
+def allow_all_but(resource_type: Any, name: str, *operations: Any) -> list[tuple[Any, ...]]:
+    """ALLOW ALL on a resource, and DENY ``operations`` there (DENY wins)."""
+    return [
+        acl(resource_type, name, Op.ALL, Perm.ALLOW),
+        *(acl(resource_type, name, op) for op in operations),
+    ]
+
+
+def wait_for_group_coordinator(c: RawClient) -> None:
+    """Until an offset commit succeeds: Kafka makes __consumer_offsets at the first lookup."""
+    deadline = time.monotonic() + SETTLE_S
+    c.request(build("find_coordinator", 3, "FindCoordinatorRequest", key="warm-up"))
+    while commit_error(c, "warm-up", "open") is not ErrorCode.none:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def commit_error(c: RawClient, group: str, topic: str) -> ErrorCode:
+    m = "offset_commit"
+    partition = build(m, 8, "OffsetCommitRequestPartition", partition_index=0, committed_offset=0)
+    topics = (build(m, 8, "OffsetCommitRequestTopic", name=topic, partitions=(partition,)),)
+    response = c.request(
+        build(
+            m,
+            8,
+            "OffsetCommitRequest",
+            group_id=group,
+            generation_id_or_member_epoch=-1,
+            topics=topics,
+        )
+    )
+    error: ErrorCode = response.topics[0].partitions[0].error_code
+    return error
+
+
+def offset_fetch_v8(
+    c: RawClient, group: str, topics: list[str]
+) -> ErrorCode | dict[str, tuple[ErrorCode, int]]:
+    """The group's error, or each topic's (partition 0) error and committed offset."""
+    m = "offset_fetch"
+    request = build(
+        m,
+        8,
+        "OffsetFetchRequest",
+        groups=(
+            build(
+                m,
+                8,
+                "OffsetFetchRequestGroup",
+                group_id=group,
+                topics=tuple(
+                    build(m, 8, "OffsetFetchRequestTopics", name=t, partition_indexes=(0,))
+                    for t in topics
+                ),
+            ),
+        ),
+    )
+    answer = c.request(request).groups[0]
+    if answer.error_code is not ErrorCode.none:
+        error: ErrorCode = answer.error_code
+        return error
+    return {
+        t.name: (t.partitions[0].error_code, t.partitions[0].committed_offset)
+        for t in answer.topics
+    }
+
+
+def metadata_all(c: RawClient) -> set[str]:
+    request = build("metadata", 12, "MetadataRequest", topics=None, allow_auto_topic_creation=False)
+    return {t.name for t in c.request(request).topics}
