@@ -1102,3 +1102,26 @@ def test_acls_survive_a_restart(tmp_path: Path) -> None:
     failed = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1
     assert "kpy: cannot read the ACLs in" in failed.stderr
+
+
+def test_consumer_group_regex_resolves_to_describable_topics(c: RawClient) -> None:
+    """A KIP-848 member subscribed by regular expression is assigned the topics it matches
+    that the member may DESCRIBE, as Kafka's group coordinator resolves it."""
+    seen = create_topic(c, "r-open")
+    create_topic(c, "r-secret")
+    deny(c, acl(Res.TOPIC, "r-secret", Op.DESCRIBE))
+    response = c.request(
+        build(
+            "consumer_group_heartbeat",
+            1,
+            "ConsumerGroupHeartbeatRequest",
+            group_id="rg",
+            member_id="m1",
+            member_epoch=0,
+            rebalance_timeout=datetime.timedelta(seconds=5),
+            subscribed_topic_regex="r-.*",
+            topic_partitions=(),
+        )
+    )
+    assert response.error_code == E.none
+    assert [t.topic_id for t in response.assignment.topic_partitions] == [seen.topic_id]

@@ -8,12 +8,13 @@ makes up its member id; in v0 the coordinator does for a joining member that sen
 Topics travel as topic ids both ways. rack_id is kept and shown, not used to place partitions.
 Authorization (kpy.acl), first, as Kafka 4.1's KafkaApis: READ on the group
 (GROUP_AUTHORIZATION_FAILED), then DESCRIBE on every topic the member subscribes to by name
-(TOPIC_AUTHORIZATION_FAILED). Not done: Kafka also leaves the topics the member may not
-DESCRIBE out of what its regular expression resolves to.
+(TOPIC_AUTHORIZATION_FAILED); what a regular expression resolves to leaves out the topics the
+member may not DESCRIBE, as Kafka's group coordinator does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -56,6 +57,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         client_id=ctx.header.client_id or "",
         client_host="/" + ctx.peer.rsplit(":", 1)[0],
         api_version=ctx.version,
+        describable=_describable(ctx) if auth.enabled else None,
     )
     return _response(ctx, result)
 
@@ -63,6 +65,17 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     return _response(ctx, HeartbeatResult(error))
+
+
+def _describable(ctx: RequestContext) -> Callable[[list[str]], set[str]]:
+    auth = ctx.broker.authorizer
+
+    def describable(topics: list[str]) -> set[str]:
+        return auth.allowed(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, topics, log_denied=False
+        )
+
+    return describable
 
 
 def _millis(value: Any) -> int:
