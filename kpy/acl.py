@@ -506,7 +506,7 @@ class StandardAuthorizer(Authorizer):
                 host,
                 RESOURCE_TYPE_NAMES.get(resource_type, resource_type.name),
                 name,
-                rule,
+                f"MatchingAcl(acl={rule})" if isinstance(rule, AclBinding) else rule,
             )
         return allowed
 
@@ -517,7 +517,7 @@ class StandardAuthorizer(Authorizer):
         operation: AclOperation,
         resource_type: ResourceType,
         name: str,
-    ) -> tuple[bool, object]:
+    ) -> tuple[bool, AclBinding | str]:
         """(allowed, the rule that decided: an ACL, or a default's name)."""
         index = self._index.get(resource_type)
         if index is None:
@@ -528,11 +528,11 @@ class StandardAuthorizer(Authorizer):
             found_any = True
             result = _applies(acl, principal, host, operation)
             if result is Perm.DENY:
-                return False, f"MatchingAcl(acl={acl})"
+                return False, acl
             if result is Perm.ALLOW:
                 allow = acl
         if allow is not None:
-            return True, f"MatchingAcl(acl={allow})"
+            return True, allow
         if found_any:
             return False, "DefaultDeny"
         return self.allow_if_no_acl, "DefaultAllow" if self.allow_if_no_acl else "DefaultDeny"
