@@ -24,6 +24,7 @@ import anyio.lowlevel
 from kio.schema.errors import ErrorCode
 
 from kpy import configs
+from kpy.acl import StandardAuthorizer
 from kpy.config import BrokerConfig, Listener
 from kpy.coordinator.consumer_group import ConsumerGroupCoordinator
 from kpy.coordinator.group import GroupCoordinator
@@ -165,6 +166,9 @@ class Broker:
             how,
             sum(lg.recovered_segments for lg in logs.values()),
         )
+        # Who may do what (kpy.acl): NO_AUTHORIZER, allowing everything, unless
+        # authorizer.class.name is set; its ACLs are kept in the data directory.
+        self.authorizer = StandardAuthorizer.from_config(config, data_dir, self.fs)
         self.producer_ids = ProducerIdManager(data_dir, self.fs)
         self.scram = CredentialStore(data_dir, self.fs)
         self.quotas = QuotaStore(data_dir, self.fs)

@@ -206,9 +206,11 @@ def serve(args: argparse.Namespace) -> int:
         backend_options["use_uvloop"] = True
     except ImportError:
         pass
+    from kpy.acl import AclFileError
+
     try:
         anyio.run(lambda: server.run(config, ready=ready), backend_options=backend_options)
-    except OSError as e:
+    except (OSError, AclFileError) as e:
         print(f"kpy: {e}", file=sys.stderr)
         return 1
     return 0

@@ -138,6 +138,10 @@ DEFAULTS: dict[str, str] = {
     "transaction.partition.verification.enable": "true",
     # DescribeTopicPartitions pages at most this many partitions.
     "max.request.partition.size.limit": "2000",
+    # Authorization (kpy.acl): empty is no authorizer, as Kafka. super.users and
+    # allow.everyone.if.no.acl.found are the authorizer's own settings, not KafkaConfig's, so
+    # they have no entry here (kpy.acl reads them; DescribeConfigs lists them when set).
+    "authorizer.class.name": "",
 }
 
 # Topic config -> its broker synonyms, highest priority first, with the factor that turns the
@@ -288,6 +292,7 @@ class BrokerConfig:
                 "kpy.test.durability.journal needs the disk: not with kpy.storage.in.memory"
             )
         self.validate_socket_server()
+        self._validate_authorizer()
         if self.props["log.message.timestamp.type"] not in ("CreateTime", "LogAppendTime"):
             raise ConfigError("log.message.timestamp.type must be CreateTime or LogAppendTime")
         try:
@@ -392,6 +397,23 @@ class BrokerConfig:
         if queued:
             return int(queued)
         return self.get_int("socket.request.max.bytes")
+
+    def _validate_authorizer(self) -> None:
+        """authorizer.class.name names Kafka's StandardAuthorizer (or the older AclAuthorizer,
+        taken as the same) or nothing; Kafka refuses a class it cannot load at start."""
+        from kpy import acl
+
+        name = self.get("authorizer.class.name").strip()
+        if name and name not in acl.AUTHORIZER_CLASSES:
+            raise ConfigError(
+                f"Invalid value {name} for configuration authorizer.class.name: Class {name} "
+                f"cannot be found. kpy has one authorizer, Kafka's {acl.STANDARD_AUTHORIZER} "
+                f"(also accepted as {acl.ACL_AUTHORIZER}); leave it empty for none."
+            )
+        try:
+            acl.parse_super_users(self.get("super.users"))
+        except ValueError as e:
+            raise ConfigError(f"super.users: {e}") from None
 
     def get(self, key: str) -> str:
         return self.props.get(key, DEFAULTS.get(key, ""))

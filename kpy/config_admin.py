@@ -7,6 +7,13 @@ validation of the resulting settings: INVALID_CONFIG for topics, INVALID_REQUEST
 KAFKA-13609 keeps it, then the topic's existence: UNKNOWN_TOPIC_OR_PARTITION). A change that
 passes takes effect at once: topic overrides on the topic's logs, broker settings on every log
 that does not override them.
+
+Authorization (kpy.acl), where Kafka's controller checks it, after the broker's preprocessing:
+ALTER_CONFIGS on the cluster for the broker and client metrics (CLUSTER_AUTHORIZATION_FAILED), on
+the topic (TOPIC_AUTHORIZATION_FAILED), on the group (GROUP_AUTHORIZATION_FAILED), each with its
+default message (but a broker logger's, none); the broker's own checks of a broker change (its id,
+read-only settings) come first, as Kafka's broker makes them before it forwards; for broker loggers
+the cluster is asked before anything else, as Kafka's RuntimeLoggerManager does.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy import configs, loggers
+from kpy.acl import CLUSTER_NAME, DENIED_MESSAGES, AclOperation, ResourceType
 from kpy.config import BrokerConfig
 from kpy.protocol.messages import make, response_module
 from kpy.storage.config import TOPIC_CONFIGS, ConfigType, LogConfig
@@ -28,6 +36,7 @@ if TYPE_CHECKING:
     from kpy.broker import Broker, RequestContext
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+CLIENT_METRICS, GROUP = 16, 32  # ConfigResource types besides TOPIC, BROKER and BROKER_LOGGER
 OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
 
 # A resource's new settings from its current ones; raises AdminError.
@@ -36,7 +45,7 @@ Op = tuple[str, int, str | None]  # name, operation, value
 
 
 class AdminError(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str | None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -69,6 +78,34 @@ def preprocess(
                 ErrorCode.invalid_request, "Null value not supported for : " + ", ".join(nulls)
             )
     return errors
+
+
+# Config resource type -> the ACL resource its authorization asks about (name None: the
+# cluster's) and the error a refusal answers (Kafka's ConfigHelper and ControllerApis).
+_ACL_RESOURCES = {
+    configs.TOPIC: (ResourceType.TOPIC, ErrorCode.topic_authorization_failed),
+    GROUP: (ResourceType.GROUP, ErrorCode.group_authorization_failed),
+    configs.BROKER: (ResourceType.CLUSTER, ErrorCode.cluster_authorization_failed),
+    configs.BROKER_LOGGER: (ResourceType.CLUSTER, ErrorCode.cluster_authorization_failed),
+    CLIENT_METRICS: (ResourceType.CLUSTER, ErrorCode.cluster_authorization_failed),
+}
+
+
+def denied(ctx: RequestContext, operation: AclOperation, kind: int, name: str) -> AdminError | None:
+    """The error when the client may not DESCRIBE_CONFIGS or ALTER_CONFIGS a config resource;
+    None when it may (or the type is one Kafka refuses anyway)."""
+    found = _ACL_RESOURCES.get(kind)
+    if found is None:
+        return None
+    resource_type, error = found
+    resource = CLUSTER_NAME if resource_type is ResourceType.CLUSTER else name
+    if ctx.broker.authorizer.authorize(ctx, operation, resource_type, resource):
+        return None
+    # Kafka's broker refuses a broker logger change with an exception whose message is the
+    # default one, which ApiError leaves out; its controller, the others, with the message.
+    if kind == configs.BROKER_LOGGER and operation is AclOperation.ALTER_CONFIGS:
+        return AdminError(error, None)
+    return AdminError(error, DENIED_MESSAGES[error])
 
 
 def incremental(ops: list[Op], kind: int) -> Compute:
@@ -141,7 +178,14 @@ async def alter_topic(broker: Broker, name: str, compute: Compute, validate_only
             await anyio.to_thread.run_sync(lambda: broker.logs.set_topic_configs(name, new))
 
 
-async def alter_broker(broker: Broker, name: str, compute: Compute, validate_only: bool) -> None:
+async def alter_broker(
+    broker: Broker,
+    name: str,
+    compute: Compute,
+    validate_only: bool,
+    refused: AdminError | None = None,
+) -> None:
+    """``refused``: the authorization error, raised once the broker's own checks pass."""
     per_broker = name != ""
     if per_broker:
         check_node_id(broker, name)
@@ -152,6 +196,8 @@ async def alter_broker(broker: Broker, name: str, compute: Compute, validate_onl
             configs.validate_broker_change(new, per_broker)
         except ValueError as e:
             raise AdminError(ErrorCode.invalid_request, str(e)) from None
+        if refused is not None:
+            raise refused
         candidate = BrokerConfig(
             static=config.static,
             dynamic=new if per_broker else config.dynamic,

@@ -219,6 +219,11 @@ _BROKER: dict[str, tuple[ConfigType, bool, str]] = {
         False,
         "Delay before closing a connection whose authentication failed.",
     ),
+    "authorizer.class.name": (
+        T.CLASS,
+        False,
+        "The authorizer: empty for none, or Kafka's StandardAuthorizer (kpy.acl).",
+    ),
 }
 for _topic_name, _synonyms in TOPIC_CONFIG_SYNONYMS.items():
     for _broker_name, _ in _synonyms:

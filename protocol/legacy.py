@@ -1,7 +1,8 @@
 """Request and response layouts of the API versions Kafka 4.0 removed, which kio 0.6.5 lacks.
 
 Why hand-written: kio is generated from Kafka 4.x's schemas, which dropped Produce v0-v2, Fetch
-v0-v3, ListOffsets v0, OffsetCommit v0-v1 and OffsetFetch v0 (KIP-896); pykafka and other old
+v0-v3, ListOffsets v0, OffsetCommit v0-v1, OffsetFetch v0 and DescribeAcls, CreateAcls and
+DeleteAcls v0 (KIP-896); pykafka and other old
 clients still speak them, and kpy serves them on purpose. The layouts below are transcribed
 from the field lists of Kafka 3.9's message schemas (ProduceRequest.json and friends, versions
 and field names as there) and declared the way kio declares its own types, so kio's generic
@@ -9,8 +10,9 @@ readers and writers encode them and the handlers build them with ``make`` like a
 version. None of these versions is flexible: no tagged fields, no compact encodings.
 
 OffsetFetch v0 has v1's layout and OffsetCommit v0-v1 answer in v2's, so those reuse kio's
-types. ``request_type``, ``response_type`` and ``response_module`` are consulted by
-kpy.protocol.messages when kio has no type for a version.
+types; so does CreateAcls v0's response (v1's layout). The other ACL v0 layouts are v1's without
+the pattern type fields (every ACL of v0 is LITERAL). ``request_type``, ``response_type`` and
+``response_module`` are consulted by kpy.protocol.messages when kio has no type for a version.
 """
 
 # No ``from __future__ import annotations``: kio reads the field types at run time.
@@ -19,13 +21,15 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
+from kio.schema.create_acls.v1 import response as create_acls_v1_response
 from kio.schema.errors import ErrorCode
 from kio.schema.offset_commit.v2 import response as offset_commit_v2
 from kio.schema.offset_fetch.v1 import request as offset_fetch_v1_request
 from kio.schema.offset_fetch.v1 import response as offset_fetch_v1_response
-from kio.static.primitive import Records, TZAware, i16, i32, i32Timedelta, i64
+from kio.static.primitive import Records, TZAware, i8, i16, i32, i32Timedelta, i64
 
 PRODUCE, FETCH, LIST_OFFSETS, OFFSET_COMMIT, OFFSET_FETCH = 0, 1, 2, 8, 9
+DESCRIBE_ACLS, CREATE_ACLS, DELETE_ACLS = 29, 30, 31
 
 
 def _int(kafka_type: str, **kw: Any) -> Any:
@@ -258,6 +262,97 @@ class OffsetCommitRequestV1(_Legacy):
     topics: tuple[OffsetCommitRequestTopicV1, ...]
 
 
+# --- DescribeAcls (key 29), CreateAcls (key 30), DeleteAcls (key 31) v0 -----------------------
+
+
+@_entity
+class DescribeAclsRequestV0(_Legacy):
+    resource_type_filter: i8 = _int("int8")
+    resource_name_filter: str | None = _int("string")
+    principal_filter: str | None = _int("string")
+    host_filter: str | None = _int("string")
+    operation: i8 = _int("int8")
+    permission_type: i8 = _int("int8")
+
+
+@_entity
+class AclDescription(_Legacy):
+    principal: str = _int("string")
+    host: str = _int("string")
+    operation: i8 = _int("int8")
+    permission_type: i8 = _int("int8")
+
+
+@_entity
+class DescribeAclsResourceV0(_Legacy):
+    resource_type: i8 = _int("int8")
+    resource_name: str = _int("string")
+    acls: tuple[AclDescription, ...]
+
+
+@_entity
+class DescribeAclsResponseV0(_Legacy):
+    throttle_time: i32Timedelta = _int("timedelta_i32")
+    error_code: ErrorCode = _int("error_code")
+    error_message: str | None = _int("string")
+    resources: tuple[DescribeAclsResourceV0, ...]
+
+
+@_entity
+class AclCreationV0(_Legacy):
+    resource_type: i8 = _int("int8")
+    resource_name: str = _int("string")
+    principal: str = _int("string")
+    host: str = _int("string")
+    operation: i8 = _int("int8")
+    permission_type: i8 = _int("int8")
+
+
+@_entity
+class CreateAclsRequestV0(_Legacy):
+    creations: tuple[AclCreationV0, ...]
+
+
+@_entity
+class DeleteAclsFilterV0(_Legacy):
+    resource_type_filter: i8 = _int("int8")
+    resource_name_filter: str | None = _int("string")
+    principal_filter: str | None = _int("string")
+    host_filter: str | None = _int("string")
+    operation: i8 = _int("int8")
+    permission_type: i8 = _int("int8")
+
+
+@_entity
+class DeleteAclsRequestV0(_Legacy):
+    filters: tuple[DeleteAclsFilterV0, ...]
+
+
+@_entity
+class DeleteAclsMatchingAclV0(_Legacy):
+    error_code: ErrorCode = _int("error_code")
+    error_message: str | None = _int("string")
+    resource_type: i8 = _int("int8")
+    resource_name: str = _int("string")
+    principal: str = _int("string")
+    host: str = _int("string")
+    operation: i8 = _int("int8")
+    permission_type: i8 = _int("int8")
+
+
+@_entity
+class DeleteAclsFilterResultV0(_Legacy):
+    error_code: ErrorCode = _int("error_code")
+    error_message: str | None = _int("string")
+    matching_acls: tuple[DeleteAclsMatchingAclV0, ...]
+
+
+@_entity
+class DeleteAclsResponseV0(_Legacy):
+    throttle_time: i32Timedelta = _int("timedelta_i32")
+    filter_results: tuple[DeleteAclsFilterResultV0, ...]
+
+
 def _namespace(**types: Any) -> SimpleNamespace:
     return SimpleNamespace(**types)
 
@@ -296,6 +391,9 @@ REQUESTS: dict[tuple[int, int], Any] = {
     (OFFSET_COMMIT, 0): OffsetCommitRequestV0,
     (OFFSET_COMMIT, 1): OffsetCommitRequestV1,
     (OFFSET_FETCH, 0): offset_fetch_v1_request.OffsetFetchRequest,
+    (DESCRIBE_ACLS, 0): DescribeAclsRequestV0,
+    (CREATE_ACLS, 0): CreateAclsRequestV0,
+    (DELETE_ACLS, 0): DeleteAclsRequestV0,
 }
 
 RESPONSE_MODULES: dict[tuple[int, int], Any] = {
@@ -309,6 +407,17 @@ RESPONSE_MODULES: dict[tuple[int, int], Any] = {
     (OFFSET_COMMIT, 0): offset_commit_v2,
     (OFFSET_COMMIT, 1): offset_commit_v2,
     (OFFSET_FETCH, 0): offset_fetch_v1_response,
+    (DESCRIBE_ACLS, 0): _namespace(
+        DescribeAclsResponse=DescribeAclsResponseV0,
+        DescribeAclsResource=DescribeAclsResourceV0,
+        AclDescription=AclDescription,
+    ),
+    (CREATE_ACLS, 0): create_acls_v1_response,
+    (DELETE_ACLS, 0): _namespace(
+        DeleteAclsResponse=DeleteAclsResponseV0,
+        DeleteAclsFilterResult=DeleteAclsFilterResultV0,
+        DeleteAclsMatchingAcl=DeleteAclsMatchingAclV0,
+    ),
 }
 
 _RESPONSE_NAMES = {
@@ -317,6 +426,9 @@ _RESPONSE_NAMES = {
     LIST_OFFSETS: "ListOffsetsResponse",
     OFFSET_COMMIT: "OffsetCommitResponse",
     OFFSET_FETCH: "OffsetFetchResponse",
+    DESCRIBE_ACLS: "DescribeAclsResponse",
+    CREATE_ACLS: "CreateAclsResponse",
+    DELETE_ACLS: "DeleteAclsResponse",
 }
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib
+import types
+import typing
+import uuid
 from typing import Any
 
 from kio.schema.create_topics.v7 import request as ct
@@ -159,6 +163,46 @@ def find_group_coordinator(client: RawClient, group: str = "g") -> Any:
 def _req(api: str, version: int) -> Any:
     """kio's request module of one API version (for the helpers that take a version)."""
     return importlib.import_module(f"kio.schema.{api}.v{version}.request")
+
+
+def build(api: str, version: int, type_name: str, /, **values: Any) -> Any:
+    """kio's type ``type_name`` of one request version (nested types too), with the fields not
+    given at a neutral value: None where the field may be null, else 0, "", False, (), 5 s."""
+    return fill(getattr(_req(api, version), type_name), **values)
+
+
+def fill(cls: Any, /, **values: Any) -> Any:
+    """An instance of kio-style dataclass ``cls`` (see ``build``)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            out[f.name] = values[f.name]
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            out[f.name] = _neutral(f)
+    return cls(**out)
+
+
+def _neutral(f: dataclasses.Field[Any]) -> Any:
+    kind = f.metadata.get("kafka_type", "")
+    hint = f.type
+    nullable = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    if nullable:
+        return None
+    if typing.get_origin(hint) is tuple:
+        return ()
+    if kind.startswith(("int", "uint")) or kind == "error_code":
+        return 0
+    if kind == "string":
+        return ""
+    if kind == "bool":
+        return False
+    if kind.startswith("timedelta"):
+        return datetime.timedelta(seconds=5)
+    if kind == "uuid":
+        return uuid.UUID(int=0)
+    if kind in ("bytes", "records"):
+        return b""
+    raise TypeError(f"no neutral value for {f.name} ({kind or hint})")
 
 
 def describe_cluster(

@@ -59,7 +59,9 @@ Differs from Kafka, and why:
   them from __consumer_offsets), and librdkafka treats GROUP_ID_NOT_FOUND as fatal but rejoins
   on UNKNOWN_MEMBER_ID.
 - Topic regexes (v1) are Python ``re`` full matches, resolved on every heartbeat (Kafka: RE2J,
-  resolved asynchronously); internal topics never match.
+  resolved asynchronously); internal topics never match. With ACLs, what they resolve to is
+  limited to the topics the member whose heartbeat resolves them may DESCRIBE (``describable``;
+  Kafka: the member whose heartbeat triggered the refresh).
 - Subscribed topics' metadata is read on every heartbeat (Kafka reacts to metadata images).
 - No persistence: nothing is written to __consumer_offsets for these groups.
 - No online upgrade from or downgrade to classic groups: a group id a classic group holds with
@@ -223,6 +225,8 @@ class ConsumerGroupCoordinator:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.session_timeout_ms = session_timeout_ms
         self.max_group_size = max_group_size
+        # group id -> which topics of a regex's matches the last heartbeat's member may see
+        self._describable: dict[str, Callable[[list[str]], set[str]]] = {}
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -294,6 +298,7 @@ class ConsumerGroupCoordinator:
         if group.members:
             return ErrorCode.non_empty_group
         del self.groups[group_id]
+        self._describable.pop(group_id, None)
         return ErrorCode.none
 
     # --- ConsumerGroupHeartbeat --------------------------------------------------------------
@@ -315,8 +320,15 @@ class ConsumerGroupCoordinator:
         client_host: str = "",
         api_version: int = 1,
         now: float | None = None,
+        describable: Callable[[list[str]], set[str]] | None = None,
     ) -> HeartbeatResult:
+        """``describable``: of the topics a regex matches, those the member may DESCRIBE
+        (kpy.acl; None: all)."""
         names = tuple(subscribed_topic_names) if subscribed_topic_names is not None else None
+        if describable is not None:
+            self._describable[group_id] = describable
+        else:
+            self._describable.pop(group_id, None)
         owned_list = [(tid, frozenset(ps)) for tid, ps in owned] if owned is not None else None
         try:
             self._validate_request(
@@ -619,7 +631,9 @@ class ConsumerGroupCoordinator:
             if m.subscribed_topic_regex:
                 regexes.add(m.subscribed_topic_regex)
         if regexes and self.topic_names is not None:
-            wanted.update(_regex_matches(regexes, self.topic_names()))
+            matched = _regex_matches(regexes, self.topic_names())
+            describable = self._describable.get(group.group_id)
+            wanted.update(matched if describable is None else describable(matched))
         metadata: dict[str, tuple[uuid.UUID, int]] = {}
         for name in sorted(wanted):
             partitions = self.partitions_of(name)

@@ -1,6 +1,9 @@
 """AlterClientQuotas (key 49), v0-v1: set and remove quotas of users, client ids and IPs
 (kafka-configs --alter --add-config/--delete-config producer_byte_rate=...), with the checks
-and messages of Kafka's ClientQuotaControlManager; validate_only checks without changing."""
+and messages of Kafka's ClientQuotaControlManager; validate_only checks without changing.
+Authorization: ALTER_CONFIGS on the cluster, else CLUSTER_AUTHORIZATION_FAILED, as Kafka's
+KafkaApis/ControllerApis.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.quotas import Entity, entity_error, normalized, value_error
@@ -20,6 +24,8 @@ KEY = 49
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize_cluster(ctx, AclOperation.ALTER_CONFIGS):
+        return _error_response(ctx, request, ErrorCode.cluster_authorization_failed)
     results: dict[Entity, tuple[ErrorCode, str | None]] = {}
     changes: list[tuple[Entity, dict[str, float | None]]] = []
     for entry in request.entries:

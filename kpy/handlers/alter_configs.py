@@ -2,7 +2,8 @@
 (its id, or "" for the cluster default); settings left out return to their defaults.
 
 Older kafka-configs and some clients send this. Checks and errors are Kafka's; see
-kpy.config_admin. Broker loggers are not a resource this API takes (INVALID_REQUEST).
+kpy.config_admin, also for authorization (ALTER_CONFIGS). Broker loggers are not a resource this
+API takes (INVALID_REQUEST).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from kpy import config_admin, configs
+from kpy.acl import AclOperation
 from kpy.config_admin import AdminError
 from kpy.handlers.registry import error_response, handles
 
@@ -37,13 +39,18 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         error = errors.get(i)
         if error is None:
             compute = config_admin.replace({key: value or "" for key, value, _ in items})
+            refused = config_admin.denied(ctx, AclOperation.ALTER_CONFIGS, kind, name)
             try:
                 if kind == configs.TOPIC:
+                    if refused is not None:
+                        raise refused
                     await config_admin.alter_topic(ctx.broker, name, compute, request.validate_only)
                 elif kind == configs.BROKER:
                     await config_admin.alter_broker(
-                        ctx.broker, name, compute, request.validate_only
+                        ctx.broker, name, compute, request.validate_only, refused
                     )
+                elif refused is not None:
+                    raise refused
                 else:
                     raise AdminError(ErrorCode.invalid_request, f"Unknown resource type {kind}")
             except AdminError as e:

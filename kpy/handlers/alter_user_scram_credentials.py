@@ -6,6 +6,9 @@ DUPLICATE_RESOURCE, an empty name or too few (< 4096) or too many (> 16384) iter
 UNACCEPTABLE_CREDENTIAL, a mechanism code other than 1 and 2 UNSUPPORTED_SASL_MECHANISM, the
 deletion of a credential that does not exist RESOURCE_NOT_FOUND. The client sends a salt and
 the salted password; the stored and server keys are derived from them here (kpy.scram).
+
+Authorization: ALTER on the cluster, else CLUSTER_AUTHORIZATION_FAILED, as Kafka's
+KafkaApis/ControllerApis.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import DENIED_MESSAGES, AclOperation
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.scram import (
@@ -41,6 +45,8 @@ def _name_and_mechanism_error(name: str, mechanism: int) -> tuple[ErrorCode, str
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize_cluster(ctx, AclOperation.ALTER):
+        return _error_response(ctx, request, ErrorCode.cluster_authorization_failed)
     store = ctx.broker.scram
     errors: dict[str, tuple[ErrorCode, str]] = {}
     deletions: dict[str, str] = {}  # user -> mechanism
@@ -103,15 +109,21 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    """Kafka's AlterUserScramCredentialsRequest.getErrorResponse: the error for each user
+    named, in name order."""
     mod = response_module(KEY, ctx.version)
-    names = dict.fromkeys(
-        [d.name for d in request.deletions] + [u.name for u in request.upsertions]
-    )
+    names = sorted({d.name for d in request.deletions} | {u.name for u in request.upsertions})
+    message = DENIED_MESSAGES.get(error)
     return make(
         mod.AlterUserScramCredentialsResponse,
         throttle_time=0,
         results=tuple(
-            make(mod.AlterUserScramCredentialsResult, user=n, error_code=error, error_message=None)
+            make(
+                mod.AlterUserScramCredentialsResult,
+                user=n,
+                error_code=error,
+                error_message=message,
+            )
             for n in names
         ),
     )

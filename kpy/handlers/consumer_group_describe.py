@@ -8,7 +8,13 @@ consumer group". Kafka's admin client falls back to DescribeGroups on that error
 this message if the group is not found there either. The
 assignor named is the one the group's members prefer, or the default ("uniform"). member_type
 (v1) is 1 for every member: kpy's consumer groups have no classic members. Topics that were
-deleted since they were assigned are left out. Authorized operations are not computed (no ACLs).
+deleted since they were assigned are left out.
+
+Authorization (kpy.acl), as Kafka 4.1's KafkaApis: DESCRIBE on each group, else
+GROUP_AUTHORIZATION_FAILED; a group whose members' assignments (current or target) hold a topic
+the client may not DESCRIBE answers TOPIC_AUTHORIZATION_FAILED ("The group has described
+topic(s) that the client is not authorized to describe.") without its members. Authorized
+operations (when asked) are what the authorizer grants on the group.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from kpy import authorized
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.consumer_group import Assignment, ConsumerGroupCoordinator
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -28,6 +35,9 @@ if TYPE_CHECKING:
 
 KEY = 69
 CONSUMER_MEMBER = 1
+HIDDEN_TOPICS_MESSAGE = (
+    "The group has described topic(s) that the client is not authorized to describe."
+)
 
 
 @handles(KEY)
@@ -35,10 +45,13 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     groups: ConsumerGroupCoordinator = broker.consumer_groups
     mod = response_module(KEY, ctx.version)
-    # Without an authorizer Kafka grants, and reports when asked, every group operation.
-    ops = authorized.GROUP if request.include_authorized_operations else authorized.NOT_REQUESTED
+    auth = broker.authorizer
     described = []
     for group_id in request.group_ids:
+        if not auth.authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            denied = ErrorCode.group_authorization_failed
+            described.append(_error_group(mod, group_id, denied))
+            continue
         if not group_id:
             described.append(_error_group(mod, group_id, ErrorCode.invalid_group_id))
             continue
@@ -64,6 +77,20 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             )
             for m in group.members.values()
         )
+        if auth.enabled:
+            topics = {
+                t.topic_name
+                for m in members
+                for a in (m.assignment, m.target_assignment)
+                for t in a.topic_partitions
+            }
+            if auth.allowed(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, topics) != topics:
+                denied = ErrorCode.topic_authorization_failed
+                described.append(_error_group(mod, group_id, denied, HIDDEN_TOPICS_MESSAGE))
+                continue
+        ops = authorized.NOT_REQUESTED
+        if request.include_authorized_operations:
+            ops = auth.authorized_operations(ctx, ResourceType.GROUP, group_id)
         described.append(
             make(
                 mod.DescribedGroup,

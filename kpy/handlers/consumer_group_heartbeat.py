@@ -6,15 +6,20 @@ leave (-1; -2 for a static member coming back). The group state machine, the ser
 assignors and the reconciliation live in kpy.coordinator.consumer_group. From v1 the client
 makes up its member id; in v0 the coordinator does for a joining member that sends none.
 Topics travel as topic ids both ways. rack_id is kept and shown, not used to place partitions.
-No ACLs, so no GROUP_AUTHORIZATION_FAILED or TOPIC_AUTHORIZATION_FAILED.
+Authorization (kpy.acl), first, as Kafka 4.1's KafkaApis: READ on the group
+(GROUP_AUTHORIZATION_FAILED), then DESCRIBE on every topic the member subscribes to by name
+(TOPIC_AUTHORIZATION_FAILED); what a regular expression resolves to leaves out the topics the
+member may not DESCRIBE, as Kafka's group coordinator does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.consumer_group import ConsumerGroupCoordinator, HeartbeatResult
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -29,6 +34,14 @@ KEY = 68
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     groups: ConsumerGroupCoordinator = broker.consumer_groups
+    auth = broker.authorizer
+    if not auth.authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return _error_response(ctx, request, ErrorCode.group_authorization_failed)
+    subscribed = set(request.subscribed_topic_names or ())
+    if subscribed and auth.enabled:
+        allowed = auth.allowed(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, subscribed)
+        if allowed != subscribed:
+            return _response(ctx, HeartbeatResult(ErrorCode.topic_authorization_failed))
     owned = request.topic_partitions
     result = groups.heartbeat(
         group_id=request.group_id,
@@ -44,6 +57,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         client_id=ctx.header.client_id or "",
         client_host="/" + ctx.peer.rsplit(":", 1)[0],
         api_version=ctx.version,
+        describable=_describable(ctx) if auth.enabled else None,
     )
     return _response(ctx, result)
 
@@ -51,6 +65,17 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     return _response(ctx, HeartbeatResult(error))
+
+
+def _describable(ctx: RequestContext) -> Callable[[list[str]], set[str]]:
+    auth = ctx.broker.authorizer
+
+    def describable(topics: list[str]) -> set[str]:
+        return auth.allowed(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, topics, log_denied=False
+        )
+
+    return describable
 
 
 def _millis(value: Any) -> int:

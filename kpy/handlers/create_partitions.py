@@ -3,7 +3,9 @@
 Checks and messages as Kafka's controller (ReplicationControlManager.createPartitions): the
 topic must exist, the count must increase, manual assignments must cover exactly the new
 partitions and name this broker only; a name given twice is INVALID_REQUEST. validate_only
-checks without creating. New partitions are empty and start at offset 0.
+checks without creating. New partitions are empty and start at offset 0. After the duplicates,
+each topic needs ALTER on it (kpy.acl), else TOPIC_AUTHORIZATION_FAILED (no message, as Kafka's
+controller answers).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -31,8 +34,12 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         for name, n in sorted(counts.items())
         if n > 1
     ]
+    alterable = broker.authorizer.allowed(ctx, AclOperation.ALTER, ResourceType.TOPIC, counts)
     for topic in request.topics:
         if counts[topic.name] > 1:
+            continue
+        if topic.name not in alterable:
+            results.append((topic.name, ErrorCode.topic_authorization_failed, None))
             continue
         error, message = _check(ctx, topic)
         if error is ErrorCode.none and not request.validate_only:

@@ -5,6 +5,12 @@ with a name that differs only by '.' and '_', partitions and replication factor 
 the broker defaults; a factor above 1 cannot be met by one broker), manual assignments that name
 this broker only, known config names. validate_only checks without creating. v5+ answers with the
 partition count, replication factor and the topic's configs.
+
+Authorization (kpy.acl), as Kafka's controller (ControllerApis.createTopics): after the
+duplicates, each topic needs CREATE on the cluster or on itself, else TOPIC_AUTHORIZATION_FAILED
+("Authorization failed."); a topic created without DESCRIBE_CONFIGS on it comes back without
+its configs, partition count and replication factor, and topic_config_error_code
+TOPIC_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import has_field, make, response_module
 
@@ -31,8 +38,23 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     counts = Counter(t.name for t in request.topics)
     for name in sorted(n for n, c in counts.items() if c > 1):
         results.append(_result(mod, name, ErrorCode.invalid_request, "Duplicate topic name."))
+    auth = broker.authorizer
+    names = set(counts)
+    creatable = names
+    if not auth.authorize_cluster(ctx, AclOperation.CREATE, log_denied=False):
+        creatable = auth.allowed(ctx, AclOperation.CREATE, ResourceType.TOPIC, names)
+    describable = auth.allowed(
+        ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, names, log_denied=False
+    )
     for topic in request.topics:
         if counts[topic.name] > 1:
+            continue
+        if topic.name not in creatable:
+            results.append(
+                _result(
+                    mod, topic.name, ErrorCode.topic_authorization_failed, "Authorization failed."
+                )
+            )
             continue
         partitions, replication = topic.num_partitions, topic.replication_factor
         if topic.assignments:
@@ -48,6 +70,10 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             {c.name: c.value for c in topic.configs},
             validate_only=request.validate_only,
         )
+        if topic.name not in describable and created.info is not None:
+            # Created, but the client may not see its configs.
+            results.append(_undescribed(mod, topic.name, created.info))
+            continue
         results.append(
             _result(mod, topic.name, created.error, created.message, created.info, broker)
         )
@@ -87,6 +113,20 @@ def _assignment_problem(topic: Any, node_id: int) -> tuple[ErrorCode, str] | Non
                 "only one registered.",
             )
     return None
+
+
+def _undescribed(mod: Any, name: str, info: Any) -> Any:
+    return make(
+        mod.CreatableTopicResult,
+        name=name,
+        topic_id=info.topic_id,
+        error_code=ErrorCode.none,
+        error_message=None,
+        topic_config_error_code=ErrorCode.topic_authorization_failed,
+        num_partitions=-1,
+        replication_factor=-1,
+        configs=(),
+    )
 
 
 def _result(

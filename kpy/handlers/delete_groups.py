@@ -3,7 +3,8 @@
 A group can be deleted when it has no members (Empty, or known only through its committed
 offsets); its offsets are deleted with it (tombstones in __consumer_offsets). A group with
 members is NON_EMPTY_GROUP, one kpy does not know GROUP_ID_NOT_FOUND, an empty id
-INVALID_GROUP_ID, as Kafka answers.
+INVALID_GROUP_ID, as Kafka answers. Each group needs DELETE (kpy.acl), else
+GROUP_AUTHORIZATION_FAILED, before anything else is looked at.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -25,7 +27,11 @@ KEY = 42
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     results = []
+    auth = broker.authorizer
     for group_id in request.groups_names:
+        if not auth.authorize(ctx, AclOperation.DELETE, ResourceType.GROUP, group_id):
+            results.append((group_id, ErrorCode.group_authorization_failed))
+            continue
         if not group_id:
             results.append((group_id, ErrorCode.invalid_group_id))
             continue

@@ -1,6 +1,7 @@
 """DeleteRecords (key 21), v0-v2: move partitions' log start offsets up (KIP-107).
 
-Kafka's KafkaApis.handleDeleteRecordsRequest: a partition this broker does not have is
+Kafka's KafkaApis.handleDeleteRecordsRequest: a partition of a topic without DELETE (kpy.acl) is
+TOPIC_AUTHORIZATION_FAILED; a partition this broker does not have is
 UNKNOWN_TOPIC_OR_PARTITION; the rest go to Broker.delete_records (internal topics refused,
 cleanup.policy without delete is POLICY_VIOLATION, offset -1 means the high watermark, a negative
 offset or one past the high watermark is OFFSET_OUT_OF_RANGE). low_watermark is the partition's
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -35,9 +37,13 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     wanted = _partitions(request)
     results: dict[TopicPartition, tuple[ErrorCode, int]] = {}
     known: dict[TopicPartition, int] = {}
+    names = {topic for topic, _ in wanted}
+    deletable = broker.authorizer.allowed(ctx, AclOperation.DELETE, ResourceType.TOPIC, names)
     for (topic, partition), offset in wanted.items():
         info = broker.logs.topic(topic)
-        if info is None or not 0 <= partition < info.partitions:
+        if topic not in deletable:
+            results[(topic, partition)] = (ErrorCode.topic_authorization_failed, -1)
+        elif info is None or not 0 <= partition < info.partitions:
             results[(topic, partition)] = (ErrorCode.unknown_topic_or_partition, -1)
         else:
             known[(topic, partition)] = offset

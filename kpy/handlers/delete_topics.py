@@ -4,6 +4,12 @@ The topic disappears from metadata at once and its partition directories are ren
 removed. Waiting fetches for it end at their deadline with UNKNOWN_TOPIC_OR_PARTITION. Request
 checks as Kafka's controller makes them: delete.topic.enable, duplicate names or ids, a topic
 given by both name and id or by neither.
+
+Authorization (kpy.acl), as Kafka's controller (ControllerApis.deleteTopics): DELETE on the
+cluster allows every topic; otherwise a topic needs DELETE on itself, else
+TOPIC_AUTHORIZATION_FAILED. A topic named without DESCRIBE is refused before whether it exists
+is looked at; a topic given by id comes back without its name unless the client may DESCRIBE
+it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import DENIED_MESSAGES, AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -36,6 +43,13 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         return make(mod.DeleteTopicsResponse, throttle_time=0, responses=tuple(results))
     names = Counter(n for n, _ in wanted if n is not None)
     ids = Counter(i for _, i in wanted if i is not None)
+    auth = broker.authorizer
+    everything = auth.authorize_cluster(ctx, AclOperation.DELETE, log_denied=False)
+
+    def may(operation: AclOperation, topic: str) -> bool:
+        return everything or auth.authorize(ctx, operation, ResourceType.TOPIC, topic)
+
+    denied = ErrorCode.topic_authorization_failed
     results = []
     for name, topic_id in wanted:
         if name is not None and topic_id is not None:
@@ -55,7 +69,16 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             if info is None:
                 results.append(_result(mod, None, topic_id, ErrorCode.unknown_topic_id))
                 continue
+            if not may(AclOperation.DELETE, info.name):
+                shown = info.name if may(AclOperation.DESCRIBE, info.name) else None
+                results.append(_result(mod, shown, topic_id, denied, DENIED_MESSAGES[denied]))
+                continue
             name = info.name
+        elif not may(AclOperation.DESCRIBE, name) or (
+            broker.logs.topic(name) is not None and not may(AclOperation.DELETE, name)
+        ):
+            results.append(_result(mod, name, topic_id, denied, DENIED_MESSAGES[denied]))
+            continue
         info = broker.logs.topic(name)
         if info is None or not await broker.delete_topic(name):
             results.append(_result(mod, name, topic_id, ErrorCode.unknown_topic_or_partition))

@@ -1,7 +1,10 @@
 """DescribeClientQuotas (key 48), v0-v1: the quotas of the entities a filter matches
 (kafka-configs --describe --entity-type users|clients|ips), as Kafka's ClientQuotasImage.describe;
 a filter Kafka refuses answers its error (INVALID_REQUEST, or UNSUPPORTED_VERSION for an unknown
-entity type) with the message."""
+entity type) with the message.
+Authorization: DESCRIBE_CONFIGS on the cluster, else CLUSTER_AUTHORIZATION_FAILED, as Kafka's
+KafkaApis/ControllerApis.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.quotas import QuotaError, UnsupportedEntityType
@@ -21,6 +25,8 @@ KEY = 48
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize_cluster(ctx, AclOperation.DESCRIBE_CONFIGS):
+        return _error_response(ctx, request, ErrorCode.cluster_authorization_failed)
     mod = response_module(KEY, ctx.version)
     components = [(c.entity_type, c.match_type, c.match) for c in request.components]
     try:

@@ -5,9 +5,11 @@ computeDescribeClusterResponse): the one broker, with the advertised endpoint of
 the request came in on; the cluster id from meta.properties; the controller id is the broker's
 own node id (kpy is its own controller). The request must ask for broker endpoints (type 1):
 controller endpoints (2) are MISMATCHED_ENDPOINT_TYPE and any other type
-UNSUPPORTED_ENDPOINT_TYPE, both INVALID_REQUEST at v0, which cannot name a type. Cluster
-authorized operations, when asked, are every cluster operation, as Kafka without an authorizer
-answers. The broker is never fenced, so include_fenced_brokers (v2) changes nothing.
+UNSUPPORTED_ENDPOINT_TYPE, both INVALID_REQUEST at v0, which cannot name a type. The request itself
+needs no permission; cluster authorized operations, when asked, are what the authorizer grants
+(kpy.acl), 0 without DESCRIBE on the cluster, and every cluster operation without an authorizer, as
+Kafka's AuthHelper.computeDescribeClusterResponse answers. The broker is never fenced, so
+include_fenced_brokers (v2) changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from kpy import authorized
+from kpy.acl import CLUSTER_NAME, AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -56,7 +59,10 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     )
     operations = authorized.NOT_REQUESTED
     if request.include_cluster_authorized_operations:
-        operations = authorized.CLUSTER
+        auth = broker.authorizer
+        operations = 0
+        if auth.authorize_cluster(ctx, AclOperation.DESCRIBE):
+            operations = auth.authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME)
     return make(
         mod.DescribeClusterResponse,
         throttle_time=0,

@@ -4,6 +4,9 @@ Results are built as Kafka's ConfigHelper builds them (see kpy.configs): every c
 resource, or only ``configuration_keys`` when given; synonyms only when asked for; config types
 and documentation from v3. Errors per resource as Kafka gives them: UNKNOWN_TOPIC_OR_PARTITION,
 INVALID_TOPIC_EXCEPTION, INVALID_REQUEST for another broker's id or an unknown resource type.
+Before those, DESCRIBE_CONFIGS (kpy.acl) on the cluster for broker, broker-logger and client
+metrics resources, on the topic or the group: CLUSTER_, TOPIC_ or GROUP_AUTHORIZATION_FAILED,
+with its default message and no configs, as Kafka's ConfigHelper answers.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from kpy import configs, loggers
+from kpy import config_admin, configs, loggers
+from kpy.acl import AclOperation
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.storage.config import ConfigType
@@ -40,6 +44,10 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     results = []
     for resource in request.resources:
         kind, name = int(resource.resource_type), resource.resource_name
+        refused = config_admin.denied(ctx, AclOperation.DESCRIBE_CONFIGS, kind, name)
+        if refused is not None:
+            results.append(_result(mod, resource, refused.code, refused.message, []))
+            continue
         try:
             entries = _entries(ctx, kind, name)
         except ResourceError as e:

@@ -6,7 +6,10 @@ that exists only through committed offsets (a simple consumer's commits) is "Emp
 type "". A group kpy does not know, or a KIP-848 consumer group (not a classic group), answers
 state "Dead": from v6 (KIP-1043) with GROUP_ID_NOT_FOUND and a message saying which, before v6
 with no error, as Kafka's KafkaApis downgrades it for older clients.
-Authorized operations are not computed (no ACLs yet).
+
+Authorization (kpy.acl): DESCRIBE on each group, else GROUP_AUTHORIZATION_FAILED for it.
+Authorized operations (v3+), when asked, are what the authorizer grants on the group (without
+one, every group operation, as Kafka).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from kpy import authorized
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.group import DEAD, EMPTY, STABLE
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -32,20 +36,26 @@ NOT_FOUND_VERSION = 6
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     broker = ctx.broker
-    # Without an authorizer Kafka grants, and reports when asked, every group operation.
-    ops = authorized.GROUP if getattr(request, "include_authorized_operations", False) else None
+    auth = broker.authorizer
+    with_ops = getattr(request, "include_authorized_operations", False)
     described = []
     for group_id in request.groups:
+        if not auth.authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            described.append(
+                _group(mod, group_id, ErrorCode.group_authorization_failed, "", "", "", ())
+            )
+            continue
+        ops = auth.authorized_operations(ctx, ResourceType.GROUP, group_id) if with_ops else None
         group = broker.groups.groups.get(group_id)
         if group is None:
             if group_id in broker.consumer_groups.groups:
                 message = f"Group {group_id} is not a classic group."
-                described.append(_not_found(mod, ctx.version, group_id, message))
+                described.append(_not_found(mod, ctx.version, group_id, message, ops))
             elif broker.offsets.has_offsets(group_id):
                 described.append(_group(mod, group_id, ErrorCode.none, EMPTY, "", "", (), ops))
             else:
                 message = f"Group {group_id} not found."
-                described.append(_not_found(mod, ctx.version, group_id, message))
+                described.append(_not_found(mod, ctx.version, group_id, message, ops))
             continue
         protocol = group.protocol_name if group.state == STABLE else None
         members = tuple(
@@ -82,10 +92,12 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     return make(mod.DescribeGroupsResponse, throttle_time=0, groups=groups)
 
 
-def _not_found(mod: Any, version: int, group_id: str, message: str) -> Any:
-    """A group that is not there for DescribeGroups: Dead, and from v6 GROUP_ID_NOT_FOUND."""
+def _not_found(mod: Any, version: int, group_id: str, message: str, ops: int | None) -> Any:
+    """A group that is not there for DescribeGroups: Dead, and from v6 GROUP_ID_NOT_FOUND.
+    Before v6 it is no error, so it has authorized operations (KafkaApis fills them in for the
+    groups the coordinator answered without an error)."""
     if version < NOT_FOUND_VERSION:
-        return _group(mod, group_id, ErrorCode.none, DEAD, "", "", ())
+        return _group(mod, group_id, ErrorCode.none, DEAD, "", "", (), ops)
     return _group(mod, group_id, ErrorCode.group_id_not_found, DEAD, "", "", (), message=message)
 
 

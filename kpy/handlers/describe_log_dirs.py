@@ -9,7 +9,8 @@ a replica between directories). v4 adds the file system's total and usable bytes
 Java's FileStore reports them; with kpy.storage.in.memory, the machine's memory and what of it
 is available: FileSystem.disk_space). A directory holding a log that went offline after a failed
 write is KAFKA_STORAGE_ERROR, as Kafka takes the whole directory offline; failing to read the
-file system's sizes is UNKNOWN_SERVER_ERROR, as any other failure in Kafka.
+file system's sizes is UNKNOWN_SERVER_ERROR, as any other failure in Kafka. DESCRIBE on the cluster
+is needed (kpy.acl): CLUSTER_AUTHORIZATION_FAILED at the top, no results.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -32,6 +34,8 @@ KEY = 35
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize_cluster(ctx, AclOperation.DESCRIBE):
+        return _error_response(ctx, request, ErrorCode.cluster_authorization_failed)
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)
     logs = broker.logs.logs()

@@ -15,8 +15,12 @@ DescribeTopicPartitionsRequestHandler and KRaftMetadataCache.describeTopicRespon
   an illegal name) with a zero topic id and no partitions; it takes no room in the page.
 - Each partition: this broker leads it at the leader epoch every API reports, it is the only
   replica and the ISR; no ELR (KIP-966's eligible leader replicas are off), no offline replica.
-- Topic authorized operations are always filled in: every topic operation, as Kafka reports
-  without an authorizer.
+- Authorization (kpy.acl): a topic needs DESCRIBE. Without it the topic is left out of an
+  all-topics answer; a named one answers TOPIC_AUTHORIZATION_FAILED (zero topic id, no
+  partitions, no authorized operations) after the page, without saying whether it exists. Such
+  topics take no room in the page and are never the next cursor.
+- Topic authorized operations are always filled in: what the authorizer grants (without one,
+  every topic operation, as Kafka reports).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from kpy import authorized
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.topics import is_internal, name_error
@@ -64,8 +69,16 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     )
     remaining = limit
     topics: list[Any] = []
+    hidden: list[Any] = []  # named topics the client may not describe
     next_cursor = None
+    auth = broker.authorizer
     for name in sorted(names):
+        if not auth.authorize(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, name, log_denied=not all_topics
+        ):
+            if not all_topics:
+                hidden.append(_hidden_topic(mod, name))
+            continue
         if remaining == 0:
             # The page filled up exactly at the end of the previous topic.
             next_cursor = make(mod.Cursor, topic_name=name, partition_index=0)
@@ -73,7 +86,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         info = broker.logs.topic(name)
         if info is None:
             if not all_topics:
-                topics.append(_unknown_topic(mod, name))
+                topics.append(_unknown_topic(ctx, mod, name))
             continue
         first = cursor.partition_index if cursor is not None and name == cursor.topic_name else 0
         end = min(info.partitions, first + remaining)
@@ -85,7 +98,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     return make(
         mod.DescribeTopicPartitionsResponse,
         throttle_time=0,
-        topics=tuple(topics),
+        topics=(*topics, *hidden),
         next_cursor=next_cursor,
     )
 
@@ -134,11 +147,25 @@ def _topic(ctx: RequestContext, mod: Any, info: TopicInfo, indexes: range) -> An
         topic_id=info.topic_id,
         is_internal=is_internal(info.name),
         partitions=partitions,
-        topic_authorized_operations=authorized.TOPIC,
+        topic_authorized_operations=broker.authorizer.authorized_operations(
+            ctx, ResourceType.TOPIC, info.name
+        ),
     )
 
 
-def _unknown_topic(mod: Any, name: str) -> Any:
+def _hidden_topic(mod: Any, name: str) -> Any:
+    return make(
+        mod.DescribeTopicPartitionsResponseTopic,
+        error_code=ErrorCode.topic_authorization_failed,
+        name=name,
+        topic_id=ZERO_UUID,
+        is_internal=False,
+        partitions=(),
+        topic_authorized_operations=authorized.NOT_REQUESTED,
+    )
+
+
+def _unknown_topic(ctx: RequestContext, mod: Any, name: str) -> Any:
     error = ErrorCode.unknown_topic_or_partition
     if name_error(name) is not None:
         error = ErrorCode.invalid_topic_exception
@@ -149,5 +176,7 @@ def _unknown_topic(mod: Any, name: str) -> Any:
         topic_id=ZERO_UUID,
         is_internal=is_internal(name),
         partitions=(),
-        topic_authorized_operations=authorized.TOPIC,
+        topic_authorized_operations=ctx.broker.authorizer.authorized_operations(
+            ctx, ResourceType.TOPIC, name
+        ),
     )

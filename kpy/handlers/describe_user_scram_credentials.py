@@ -3,6 +3,9 @@ has credentials for, never the credentials themselves.
 
 As Kafka's ScramImage.describe: no users (null or empty) means every user with a credential; a
 user named twice gets DUPLICATE_RESOURCE, one without credentials RESOURCE_NOT_FOUND.
+
+Authorization: DESCRIBE on the cluster, else CLUSTER_AUTHORIZATION_FAILED, as Kafka's
+KafkaApis/ControllerApis.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import DENIED_MESSAGES, AclOperation
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 from kpy.scram import MECHANISM_CODES
@@ -23,6 +27,8 @@ KEY = 50
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize_cluster(ctx, AclOperation.DESCRIBE):
+        return _error_response(ctx, request, ErrorCode.cluster_authorization_failed)
     store = ctx.broker.scram
     mod = response_module(KEY, ctx.version)
     duplicate: dict[str, bool] = {}
@@ -71,11 +77,21 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
+    """Kafka's DescribeUserScramCredentialsRequest.getErrorResponse: the error at the top and
+    once per user asked about (with no user name)."""
     mod = response_module(KEY, ctx.version)
+    message = DENIED_MESSAGES.get(error)
+    result = make(
+        mod.DescribeUserScramCredentialsResult,
+        user="",
+        error_code=error,
+        error_message=message,
+        credential_infos=(),
+    )
     return make(
         mod.DescribeUserScramCredentialsResponse,
         throttle_time=0,
         error_code=error,
-        error_message=None,
-        results=(),
+        error_message=message,
+        results=tuple(result for _ in request.users or ()),
     )

@@ -7,7 +7,8 @@ partition that does not exist is UNKNOWN_TOPIC_OR_PARTITION, with Kafka's messag
 topic list means every partition of every topic; then, as Kafka, partitions that needed no
 election are not listed, so each topic comes back with an empty result list. Any other
 election type is INVALID_REQUEST on every partition named (Kafka's getErrorResponse). v0
-cannot name a type: it asks for a preferred election.
+cannot name a type: it asks for a preferred election. ALTER on the cluster is needed first
+(kpy.acl): CLUSTER_AUTHORIZATION_FAILED at the top and on every partition named.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -32,6 +34,8 @@ Result = tuple[int, ErrorCode, str | None]  # partition, error, message
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize_cluster(ctx, AclOperation.ALTER):
+        return _error_response(ctx, request, ErrorCode.cluster_authorization_failed)
     election_type = getattr(request, "election_type", PREFERRED)
     if election_type not in (PREFERRED, UNCLEAN):
         message = f"Unknown election type {election_type}"

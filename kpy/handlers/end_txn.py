@@ -6,7 +6,8 @@ sent (Kafka answers after the Prepare write and sends the markers afterwards). E
 Kafka's handleEndTransaction: INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED (INVALID_PRODUCER_EPOCH
 before v2), CONCURRENT_TRANSACTIONS while markers are still to be written, INVALID_TXN_STATE for
 an end that contradicts the state (commit after abort, or no transaction at all); ending a
-transaction that just ended the same way again is NONE (a retry).
+transaction that just ended the same way again is NONE (a retry). WRITE on the transactional id
+is needed first (kpy.acl: TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
 
 v5 (KIP-890 part 2, an epoch bump on every EndTxn) is not served: kpy does not advertise
 transaction.version 2, so clients send v4 at most.
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.transaction import fenced_error
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -31,6 +33,10 @@ KEY = 26
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize(
+        ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id
+    ):
+        return _response(ctx, ErrorCode.transactional_id_authorization_failed)
     if not request.transactional_id:
         return _response(ctx, ErrorCode.invalid_request)
     error = ctx.broker.transactions.end_transaction(

@@ -11,6 +11,11 @@ kpy.queued.max.response.bytes (kpy.memory_pool): Kafka sends records from its fi
 none in memory for a client that does not read them, kpy reads them into memory, so while slow
 readers hold unsent responses a fetch returns less, one batch at the least.
 
+Authorization (kpy.acl), as KafkaApis: a consumer needs READ on each topic, a follower (a
+replica id of 0 or more, v0-v14; v15's replica state is not read) CLUSTER_ACTION on the
+cluster; otherwise the partitions answer TOPIC_AUTHORIZATION_FAILED, checked after unknown
+topic ids and before whether partitions exist.
+
 Fetch sessions (KIP-227) are declined: every response has session id 0, which tells clients to
 send full requests; an incremental request (session epoch above 0) gets
 FETCH_SESSION_ID_NOT_FOUND, as Kafka answers for a session it does not have. v13+ names topics
@@ -43,6 +48,7 @@ import anyio
 from kio.schema.errors import ErrorCode
 
 from kpy import down_conversion
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET, check_current, end_offset_for
 from kpy.protocol import records as rb
@@ -77,10 +83,11 @@ async def handle(ctx: RequestContext, request: Any) -> EncodedBody:
             wanted.append((topic.topic_id, info.name if info else None, topic.partitions))
         else:
             wanted.append((topic.topic, topic.topic, topic.partitions))
+    denied = _denied_topics(ctx, request, wanted)
     keys = [
         (name, p.partition)
         for _, name, parts in wanted
-        if name
+        if name and name not in denied
         for p in parts
         if broker.logs.get_log(name, p.partition) is not None
     ]
@@ -103,7 +110,9 @@ async def handle(ctx: RequestContext, request: Any) -> EncodedBody:
                 memory.release(held)
                 held = 0
                 max_bytes = min(fetch_max, memory.available())
-                total, answer_now, responses = await _read_all(ctx, request, wanted, max_bytes)
+                total, answer_now, responses = await _read_all(
+                    ctx, request, wanted, max_bytes, denied
+                )
                 memory.hold(total)
                 held = total
                 min_bytes = min(request.min_bytes, max(max_bytes, 1))
@@ -136,8 +145,28 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Enco
 Topics = list[tuple[Any, list[FetchPartition]]]  # (name, or topic id from v13, partitions)
 
 
+def _denied_topics(
+    ctx: RequestContext, request: Any, wanted: list[tuple[Any, str | None, Any]]
+) -> frozenset[str]:
+    """The topics the fetch may not read: all of them for a follower without CLUSTER_ACTION,
+    those without READ for a consumer (KafkaApis.handleFetchRequest)."""
+    auth = ctx.broker.authorizer
+    if not auth.enabled:
+        return frozenset()
+    names = {name for _, name, _ in wanted if name is not None}
+    if getattr(request, "replica_id", -1) >= 0:  # a follower
+        if auth.authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
+            return frozenset()
+        return frozenset(names)
+    return frozenset(names - auth.allowed(ctx, AclOperation.READ, ResourceType.TOPIC, names))
+
+
 async def _read_all(
-    ctx: RequestContext, request: Any, wanted: list[tuple[Any, str | None, Any]], max_bytes: int
+    ctx: RequestContext,
+    request: Any,
+    wanted: list[tuple[Any, str | None, Any]],
+    max_bytes: int,
+    denied: frozenset[str] = frozenset(),
 ) -> tuple[int, bool, Topics]:
     """(bytes read, whether to answer at once (an error or a diverging epoch), the topics)."""
     broker = ctx.broker
@@ -155,7 +184,9 @@ async def _read_all(
             error = ErrorCode.none
             diverging: tuple[int, int] | None = None
             data: Records = b""
-            if log is None:
+            if name in denied:
+                error, log = ErrorCode.topic_authorization_failed, None
+            elif log is None:
                 error = (
                     ErrorCode.unknown_topic_id
                     if by_id and name is None

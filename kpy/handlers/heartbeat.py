@@ -1,4 +1,5 @@
-"""Heartbeat (key 12), v0-v4: keeps a member's session; REBALANCE_IN_PROGRESS tells it to rejoin."""
+"""Heartbeat (key 12), v0-v4: keeps a member's session; REBALANCE_IN_PROGRESS tells it to rejoin.
+READ on the group is needed (kpy.acl): GROUP_AUTHORIZATION_FAILED."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -17,6 +19,10 @@ KEY = 12
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize(
+        ctx, AclOperation.READ, ResourceType.GROUP, request.group_id
+    ):
+        return _error_response(ctx, request, ErrorCode.group_authorization_failed)
     error = ctx.broker.groups.heartbeat(
         group_id=request.group_id,
         generation_id=request.generation_id,

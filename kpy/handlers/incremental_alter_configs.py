@@ -2,7 +2,7 @@
 settings of topics, the broker (its id, or "" for the cluster default) and broker loggers.
 
 kafka-configs --alter sends this. Checks and errors are Kafka's, in Kafka's order; see
-kpy.config_admin.
+kpy.config_admin, also for authorization (ALTER_CONFIGS).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from kpy import config_admin, configs
+from kpy.acl import AclOperation
 from kpy.config_admin import AdminError
 from kpy.handlers.registry import error_response, handles
 
@@ -49,12 +50,15 @@ async def _alter(
     ctx: RequestContext, kind: int, name: str, ops: list[config_admin.Op], validate_only: bool
 ) -> None:
     broker = ctx.broker
-    if kind == configs.TOPIC:
+    refused = config_admin.denied(ctx, AclOperation.ALTER_CONFIGS, kind, name)
+    if kind == configs.BROKER:
+        compute = config_admin.incremental(ops, kind)
+        await config_admin.alter_broker(broker, name, compute, validate_only, refused)
+    elif refused is not None:
+        raise refused
+    elif kind == configs.TOPIC:
         compute = config_admin.incremental(ops, kind)
         await config_admin.alter_topic(broker, name, compute, validate_only)
-    elif kind == configs.BROKER:
-        compute = config_admin.incremental(ops, kind)
-        await config_admin.alter_broker(broker, name, compute, validate_only)
     elif kind == configs.BROKER_LOGGER:
         config_admin.alter_loggers(broker, name, ops, validate_only)
     else:

@@ -11,6 +11,11 @@ order: a producer id without an epoch (or the reverse) or an empty transactional
 INVALID_REQUEST, a timeout outside (0, transaction.max.timeout.ms] INVALID_TRANSACTION_TIMEOUT.
 The first request for a transactional id creates ``__transaction_state`` if FindCoordinator did
 not. PRODUCER_FENCED exists from v4; older versions get INVALID_PRODUCER_EPOCH.
+
+Authorization (kpy.acl), before those checks, as KafkaApis: a transactional id needs WRITE on
+it (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); an idempotent producer needs IDEMPOTENT_WRITE on the
+cluster or WRITE on some topic (Authorizer.authorizeByResourceType), else
+CLUSTER_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.transaction import fenced_error
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -35,6 +41,9 @@ KEY = 22
 async def handle(ctx: RequestContext, request: Any) -> Any:
     mod = response_module(KEY, ctx.version)
     pid, epoch = getattr(request, "producer_id", -1), getattr(request, "producer_epoch", -1)
+    denied = _denied(ctx, request.transactional_id)
+    if denied is not None:
+        return _response(mod, denied)
     if (pid == -1) != (epoch == -1) or request.transactional_id == "":
         return _response(mod, ErrorCode.invalid_request)
     broker = ctx.broker
@@ -62,6 +71,21 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     )
     error = fenced_error(result.error, ctx.version, 4)
     return _response(mod, error, result.producer_id, result.producer_epoch)
+
+
+def _denied(ctx: RequestContext, transactional_id: str | None) -> ErrorCode | None:
+    auth = ctx.broker.authorizer
+    if not auth.enabled:
+        return None
+    if transactional_id is not None:
+        if auth.authorize(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id):
+            return None
+        return ErrorCode.transactional_id_authorization_failed
+    if auth.authorize_cluster(
+        ctx, AclOperation.IDEMPOTENT_WRITE, log_denied=False
+    ) or auth.authorize_by_resource_type(ctx, AclOperation.WRITE, ResourceType.TOPIC):
+        return None
+    return ErrorCode.cluster_authorization_failed
 
 
 @error_response(KEY)

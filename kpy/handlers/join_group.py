@@ -2,7 +2,8 @@
 until the rebalance it joins completes. v0 has no rebalance timeout (the session timeout serves);
 v4+ members without an id first get MEMBER_ID_REQUIRED (KIP-394); from v9 a static leader
 returning to a Stable group is told it leads but must skip the assignment (KIP-814), before v9
-it is answered as a follower."""
+it is answered as a follower. READ on the group is needed (kpy.acl): GROUP_AUTHORIZATION_FAILED,
+in Kafka's error response (no member id, generation -1)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.group import JoinResult
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -22,6 +24,10 @@ KEY = 11
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize(
+        ctx, AclOperation.READ, ResourceType.GROUP, request.group_id
+    ):
+        return _error_response(ctx, request, ErrorCode.group_authorization_failed)
     session_ms = int(request.session_timeout.total_seconds() * 1000)
     rebalance = getattr(request, "rebalance_timeout", None)
     result = await ctx.broker.groups.join_group(
@@ -44,7 +50,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
-    return _response(ctx, JoinResult(error, request.member_id))
+    # JoinGroupRequest.getErrorResponse: the member id is UNKNOWN_MEMBER_ID ("").
+    return _response(ctx, JoinResult(error))
 
 
 def _response(ctx: RequestContext, result: JoinResult) -> Any:

@@ -1,6 +1,6 @@
 """LeaveGroup (key 13), v0-v5. v0-v2 name one member; v3+ a batch of members, each answered
 (FENCED_INSTANCE_ID for a static member named with another member id, UNKNOWN_MEMBER_ID for one
-the group does not know)."""
+the group does not know). READ on the group is needed (kpy.acl): GROUP_AUTHORIZATION_FAILED."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -19,6 +20,10 @@ KEY = 13
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize(
+        ctx, AclOperation.READ, ResourceType.GROUP, request.group_id
+    ):
+        return _error_response(ctx, request, ErrorCode.group_authorization_failed)
     if ctx.version >= 3:
         wanted = [(m.member_id, m.group_instance_id) for m in request.members]
     else:

@@ -3,6 +3,9 @@
 Every group the coordinator knows, plus the groups that exist only through committed offsets
 (state Empty, protocol type ""), as Kafka lists them. v4+ filters by state (case-insensitive,
 as Kafka compares them), v5+ by type: every kpy group is "classic" for now.
+
+Authorization (kpy.acl), as KafkaApis: with DESCRIBE on the cluster every group is listed;
+otherwise only the groups the client may DESCRIBE.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.group import DEAD, EMPTY
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -35,6 +39,12 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             found[group.group_id] = (group.state, group.protocol_type or "", CLASSIC)
     for cgroup in broker.consumer_groups.groups.values():
         found[cgroup.group_id] = (cgroup.state, "consumer", CONSUMER)
+    auth = broker.authorizer
+    if auth.enabled and not auth.authorize_cluster(ctx, AclOperation.DESCRIBE, log_denied=False):
+        visible = auth.allowed(
+            ctx, AclOperation.DESCRIBE, ResourceType.GROUP, found, log_denied=False
+        )
+        found = {g: listed for g, listed in found.items() if g in visible}
     states = {s.lower() for s in getattr(request, "states_filter", ())}
     types = {t.lower() for t in getattr(request, "types_filter", ())}
     listed = tuple(

@@ -19,6 +19,9 @@ legacyFetchOffsetsBefore: the base offset of each segment (at least the log star
 the segment file's modification time, plus the log end offset (paired with now) when the last
 segment holds data; -1 starts from the newest, -2 from the oldest, any other timestamp from the
 newest whose time is at or before it. Other negative timestamps are UNSUPPORTED_VERSION.
+
+Authorization (kpy.acl): DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED on its
+partitions before anything else is looked at (KafkaApis.handleListOffsetRequest).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.leader_epoch import check_current
 from kpy.protocol.messages import make, response_module
@@ -48,12 +52,22 @@ MIN_VERSION = {LATEST: 0, EARLIEST: 0, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATE
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    auth = ctx.broker.authorizer
+    names = {t.name for t in request.topics}
+    denied = names - auth.allowed(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+    unauthorized = ErrorCode.topic_authorization_failed
     if ctx.version == 0:
-        return _respond_v0(ctx, request, lambda topic, p: _lookup_v0(ctx, topic, p))
+        return _respond_v0(
+            ctx,
+            request,
+            lambda topic, p: (unauthorized, ()) if topic in denied else _lookup_v0(ctx, topic, p),
+        )
     seen = Counter((t.name, p.partition_index) for t in request.topics for p in t.partitions)
     read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED  # v2+
 
     def lookup(topic: str, p: Any) -> tuple[ErrorCode, int, int]:
+        if topic in denied:
+            return unauthorized, -1, -1
         if seen[(topic, p.partition_index)] > 1:
             return ErrorCode.invalid_request, -1, -1
         return _lookup(ctx, topic, p, read_committed)

@@ -3,7 +3,8 @@
 A single broker never moves a replica, so none is ever in progress. As Kafka's controller
 (ReplicationControlManager.listPartitionReassignments) answers, a null topic list asks for
 every reassignment, and topics or partitions that do not exist are left out without an error:
-the answer is always an empty list with no error.
+the answer is always an empty list with no error. DESCRIBE on the cluster is needed (kpy.acl):
+CLUSTER_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -23,6 +25,8 @@ KEY = 46
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if not ctx.broker.authorizer.authorize_cluster(ctx, AclOperation.DESCRIBE):
+        return _error_response(ctx, request, ErrorCode.cluster_authorization_failed)
     return _response(ctx, ErrorCode.none)
 
 

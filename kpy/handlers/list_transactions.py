@@ -3,7 +3,8 @@
 As Kafka's listTransactionStates: filtered by state names (a name Kafka does not know is
 returned in unknown_state_filters and matches nothing), by producer ids, and from v1 by
 duration (transactions running for longer than it, in ms; -1 none). v2's regular expression
-filter on the id is not served.
+filter on the id is not served. Only the transactional ids the client may DESCRIBE (kpy.acl)
+are listed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
 
@@ -31,6 +33,11 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         int(time.time() * 1000),
     )
     mod = response_module(KEY, ctx.version)
+    auth = ctx.broker.authorizer
+    if auth.enabled:
+        ids = [meta.transactional_id for meta in found]
+        visible = auth.allowed(ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, ids)
+        found = [meta for meta in found if meta.transactional_id in visible]
     states = tuple(
         make(
             mod.TransactionState,

@@ -23,8 +23,12 @@ without asking the group anything; kpy has no ZooKeeper and keeps them with ever
 still without asking the group (so an old client's v0 commits and v0/v1 fetches see each
 other). v1 carries a commit timestamp per partition, kept as the commit time unless it is -1.
 
+Authorization (kpy.acl), first, as KafkaApis: READ on the group (GROUP_AUTHORIZATION_FAILED on
+every partition), then READ on each topic (TOPIC_AUTHORIZATION_FAILED on its partitions, before
+whether they exist is looked at).
+
 Not done: retention_time_ms (v2-v4) is ignored, where Kafka stores an expire timestamp (and then
-writes OffsetCommitValue v1); offsets expire by offsets.retention.minutes only. No ACLs.
+writes OffsetCommitValue v1); offsets expire by offsets.retention.minutes only.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.offsets import (
     NO_LEADER_EPOCH,
     GroupMembership,
@@ -60,12 +65,19 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     now_ms = int(time.time() * 1000)
     max_metadata: int = broker.config.get_int("offset.metadata.max.bytes")
     group_id = request.group_id
+    auth = broker.authorizer
+    if not auth.authorize(ctx, AclOperation.READ, ResourceType.GROUP, group_id):
+        return _error_response(ctx, request, ErrorCode.group_authorization_failed)
+    names = {topic.name for topic in request.topics}
+    denied = names - auth.allowed(ctx, AclOperation.READ, ResourceType.TOPIC, names)
 
     errors: dict[tuple[int, int], ErrorCode] = {}  # (topic index, partition index) -> error
     valid: list[tuple[int, int]] = []
     for ti, topic in enumerate(request.topics):
         for pi, p in enumerate(topic.partitions):
-            if broker.logs.get_log(topic.name, p.partition_index) is None:
+            if topic.name in denied:
+                errors[(ti, pi)] = ErrorCode.topic_authorization_failed
+            elif broker.logs.get_log(topic.name, p.partition_index) is None:
                 errors[(ti, pi)] = ErrorCode.unknown_topic_or_partition
             else:
                 valid.append((ti, pi))

@@ -10,7 +10,11 @@ metadata, or a KIP-848 group's subscriptions); NON_EMPTY_GROUP at the top for a 
 group whose subscriptions cannot be read (not the "consumer" protocol); otherwise NONE, with a
 tombstone written for each partition that had an offset. A failed append
 answers NOT_COORDINATOR (a storage error) or UNKNOWN_SERVER_ERROR at the top, as Kafka's
-coordinator maps them. No ACLs.
+coordinator maps them.
+
+Authorization (kpy.acl), first, as KafkaApis: DELETE on the group (GROUP_AUTHORIZATION_FAILED at
+the top), then READ on each topic (TOPIC_AUTHORIZATION_FAILED on its partitions, before whether
+they exist is looked at).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.offsets import GroupMembership, OffsetStore
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -38,6 +43,11 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     offsets: OffsetStore = broker.offsets
     groups: GroupMembership = broker.groups
     group_id = request.group_id
+    auth = broker.authorizer
+    if not auth.authorize(ctx, AclOperation.DELETE, ResourceType.GROUP, group_id):
+        return _error_response(ctx, request, ErrorCode.group_authorization_failed)
+    names = {topic.name for topic in request.topics}
+    unreadable = names - auth.allowed(ctx, AclOperation.READ, ResourceType.TOPIC, names)
     if not group_id:
         return _error_response(ctx, request, ErrorCode.invalid_group_id)
     consumer_groups: Any = getattr(broker, "consumer_groups", None)
@@ -62,7 +72,9 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         partitions = []
         for p in topic.partitions:
             index = p.partition_index
-            if broker.logs.get_log(topic.name, index) is None:
+            if topic.name in unreadable:
+                error = ErrorCode.topic_authorization_failed
+            elif broker.logs.get_log(topic.name, index) is None:
                 error = ErrorCode.unknown_topic_or_partition
             elif topic.name in subscribed:
                 error = ErrorCode.group_subscribed_to_topic

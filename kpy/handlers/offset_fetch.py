@@ -13,7 +13,13 @@ require_stable (v7+): a partition with an offset committed inside a transaction 
 ended yet (TxnOffsetCommit) answers UNSTABLE_OFFSET_COMMIT and offset -1, which the client
 retries; without it the offset committed before shows. member_id and member_epoch (v9) belong
 to the KIP-848 protocol and are ignored for classic groups, as Kafka does. The empty group id
-is accepted (Kafka keeps it for backward compatibility). No ACLs, so no TOPIC_AUTHORIZATION_FAILED.
+is accepted (Kafka keeps it for backward compatibility).
+
+Authorization (kpy.acl), as KafkaApis: DESCRIBE on each group (GROUP_AUTHORIZATION_FAILED, as
+the error response of the version carries it: on the group from v8, at the top from v2, on each
+partition before), then DESCRIBE on the topics: a topic named without it answers
+TOPIC_AUTHORIZATION_FAILED and offset -1 on its partitions; asked for all of a group's offsets,
+the topics without it are left out.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.offsets import (
     NO_LEADER_EPOCH,
     GroupMembership,
@@ -51,10 +58,14 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     offsets: OffsetStore = broker.offsets
     groups: GroupMembership = broker.groups
     mod = response_module(KEY, ctx.version)
+    auth = broker.authorizer
     if ctx.version >= BATCHED_VERSION:
         answers = []
         for g in request.groups:
-            error = _validate_member(broker, g)
+            if not auth.authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, g.group_id):
+                error = ErrorCode.group_authorization_failed
+            else:
+                error = _validate_member(broker, g)
             if error is not ErrorCode.none:
                 answers.append(
                     make(
@@ -66,10 +77,14 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 )
                 continue
             topics = _lookup(offsets, groups, g.group_id, g.topics, request.require_stable)
-            answers.append(_group_response(mod, g.group_id, topics))
+            visible = _describable(ctx, topics, named=g.topics is not None)
+            answers.append(_group_response(mod, g.group_id, visible))
         return make(mod.OffsetFetchResponse, throttle_time=0, groups=tuple(answers))
+    if not auth.authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, request.group_id):
+        return _error_response(ctx, request, ErrorCode.group_authorization_failed)
     stable = getattr(request, "require_stable", False)
-    topics = _lookup(offsets, groups, request.group_id, request.topics, stable)
+    found = _lookup(offsets, groups, request.group_id, request.topics, stable)
+    topics = _describable(ctx, found, named=request.topics is not None)
     return make(
         mod.OffsetFetchResponse,
         throttle_time=0,
@@ -100,6 +115,24 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
             for t in request.topics
         )
     return make(mod.OffsetFetchResponse, throttle_time=0, topics=topics, error_code=error)
+
+
+def _describable(ctx: RequestContext, topics: list[TopicAnswer], named: bool) -> list[TopicAnswer]:
+    """The answers without what the client may not see: a topic it ``named`` answers
+    TOPIC_AUTHORIZATION_FAILED on each partition; when it asked for all of a group's offsets,
+    the topic is left out."""
+    auth = ctx.broker.authorizer
+    if not auth.enabled:
+        return topics
+    names = {name for name, _ in topics}
+    allowed = auth.allowed(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+    denied = ErrorCode.topic_authorization_failed
+    if not named:
+        return [(name, answers) for name, answers in topics if name in allowed]
+    return [
+        (name, answers if name in allowed else [(p, denied) for p, _ in answers])
+        for name, answers in topics
+    ]
 
 
 def _validate_member(broker: Any, group: Any) -> ErrorCode:

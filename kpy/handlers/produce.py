@@ -19,12 +19,17 @@ corrected, as Kafka sets it. Big payloads are decompressed on a worker thread.
 A compacted topic (cleanup.policy with compact) refuses records without a key with
 INVALID_RECORD, as Kafka's LogValidator.validateKey does: only its batches are decoded for that.
 
-Transactional batches (kpy.coordinator.transaction): the request must carry a transactional id
-(TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request otherwise, as KafkaApis answers),
-and the partition must be in the producer's transaction unless the producer already has one
-open there at this epoch (KIP-890 part 1: INVALID_TXN_STATE, from v11 TRANSACTION_ABORTABLE; a
-fenced producer gets INVALID_PRODUCER_EPOCH; a coordinator that cannot tell yet,
-NOT_ENOUGH_REPLICAS, which every producer retries). Control batches from clients are
+Authorization (kpy.acl), as KafkaApis: a request with transactional batches needs a
+transactional id and WRITE on it (TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request
+otherwise), and each topic needs WRITE (TOPIC_AUTHORIZATION_FAILED on its partitions, before
+whether they exist is looked at). Idempotent producers need nothing more here: InitProducerId
+checks IDEMPOTENT_WRITE.
+
+Transactional batches (kpy.coordinator.transaction): the partition must be in the producer's
+transaction unless the producer already has one open there at this epoch (KIP-890 part 1:
+INVALID_TXN_STATE, from v11 TRANSACTION_ABORTABLE; a fenced producer gets
+INVALID_PRODUCER_EPOCH; a coordinator that cannot tell yet, NOT_ENOUGH_REPLICAS, which every
+producer retries). Control batches from clients are
 INVALID_RECORD.
 
 zstd needs v7 (UNSUPPORTED_COMPRESSION_TYPE below). acks 0, 1 and -1 are accepted; on one node
@@ -52,6 +57,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import CloseConnection, error_response, handles
 from kpy.protocol import compression
 from kpy.protocol import legacy_records as lr
@@ -78,22 +84,35 @@ Outcome = tuple[ErrorCode, Any, "str | None"]
 async def handle(ctx: RequestContext, request: Any) -> EncodedBody | None:
     now_ms = int(time.time() * 1000)
     transactional_id = getattr(request, "transactional_id", None)
+    auth = ctx.broker.authorizer
     if (
-        transactional_id is None
+        (transactional_id is None or auth.enabled)
         and ctx.version >= 3
         and any(
             _has_transactional_batch(part.records)
             for topic in request.topic_data
             for part in topic.partition_data
         )
+        and (
+            transactional_id is None
+            or not auth.authorize(
+                ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id
+            )
+        )
     ):
         # KafkaApis: transactional records need a transactional id the client may use.
         denied = ErrorCode.transactional_id_authorization_failed
         return _respond(ctx, request, lambda topic, part: (denied, None, None))
+    writable = None  # every topic, without an authorizer
+    if auth.enabled:
+        names = (topic.name for topic in request.topic_data)
+        writable = auth.allowed(ctx, AclOperation.WRITE, ResourceType.TOPIC, names)
     outcomes = [
         await _append(
             ctx, topic.name, part.index, part.records, request.acks, now_ms, transactional_id
         )
+        if writable is None or topic.name in writable
+        else (ErrorCode.topic_authorization_failed, None, None)
         for topic in request.topic_data
         for part in topic.partition_data
     ]

@@ -1,5 +1,7 @@
 """SyncGroup (key 14), v0-v5. The leader's assignments complete the rebalance; the others wait
-in GroupCoordinator.sync_group until it does."""
+in GroupCoordinator.sync_group until it does. As KafkaApis: from v5 the protocol type and name
+must be there (INCONSISTENT_GROUP_PROTOCOL); then READ on the group is needed (kpy.acl:
+GROUP_AUTHORIZATION_FAILED)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.group import SyncResult
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -19,6 +22,12 @@ KEY = 14
 
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
+    if ctx.version >= 5 and (request.protocol_type is None or request.protocol_name is None):
+        return _error_response(ctx, request, ErrorCode.inconsistent_group_protocol)
+    if not ctx.broker.authorizer.authorize(
+        ctx, AclOperation.READ, ResourceType.GROUP, request.group_id
+    ):
+        return _error_response(ctx, request, ErrorCode.group_authorization_failed)
     result = await ctx.broker.groups.sync_group(
         group_id=request.group_id,
         generation_id=request.generation_id,

@@ -1,18 +1,20 @@
 """TxnOffsetCommit (key 28), v0-v4: a group's offsets committed inside a transaction.
 
-Checks in the order of Kafka's KafkaApis and group coordinator: partitions of topics that do
-not exist are UNKNOWN_TOPIC_OR_PARTITION; an empty group id is INVALID_GROUP_ID; then, for all
-the other partitions at once, the transaction (the group's ``__consumer_offsets`` partition
-must have joined it through AddOffsetsToTxn, unless the producer already wrote there in this
-transaction — KIP-890's verification: INVALID_PRODUCER_ID_MAPPING, INVALID_PRODUCER_EPOCH for a
-fenced producer, CONCURRENT_TRANSACTIONS, and TRANSACTION_ABORTABLE from v4, INVALID_TXN_STATE
-before) and the group (from v3 the member and generation are checked as for OffsetCommit, but
-the group's state is not; a group the coordinator does not know accepts generation -1 and
-answers ILLEGAL_GENERATION otherwise); then per partition OFFSET_METADATA_TOO_LARGE. The rest
-are written in one transactional batch of the producer to the group's partition
-(OffsetStore.commit_transactional) and become the group's offsets when the transaction commits.
-A failed write answers what Kafka's coordinator maps it to (NOT_COORDINATOR for a storage
-error, INVALID_PRODUCER_EPOCH for an epoch the partition has seen surpassed).
+Checks in the order of Kafka's KafkaApis and group coordinator: WRITE on the transactional id
+(kpy.acl: TRANSACTIONAL_ID_AUTHORIZATION_FAILED on every partition), READ on the group
+(GROUP_AUTHORIZATION_FAILED), READ on each topic (TOPIC_AUTHORIZATION_FAILED on its partitions);
+partitions of topics that do not exist are UNKNOWN_TOPIC_OR_PARTITION; an empty group id is
+INVALID_GROUP_ID; then, for all the other partitions at once, the transaction (the group's
+``__consumer_offsets`` partition must have joined it through AddOffsetsToTxn, unless the producer
+already wrote there in this transaction — KIP-890's verification: INVALID_PRODUCER_ID_MAPPING,
+INVALID_PRODUCER_EPOCH for a fenced producer, CONCURRENT_TRANSACTIONS, and TRANSACTION_ABORTABLE
+from v4, INVALID_TXN_STATE before) and the group (from v3 the member and generation are checked as
+for OffsetCommit, but the group's state is not; a group the coordinator does not know accepts
+generation -1 and answers ILLEGAL_GENERATION otherwise); then per partition
+OFFSET_METADATA_TOO_LARGE. The rest are written in one transactional batch of the producer to the
+group's partition (OffsetStore.commit_transactional) and become the group's offsets when the
+transaction commits. A failed write answers what Kafka's coordinator maps it to (NOT_COORDINATOR for
+a storage error, INVALID_PRODUCER_EPOCH for an epoch the partition has seen surpassed).
 
 v5 (transaction.version 2) is not served.
 """
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation, ResourceType
 from kpy.coordinator.offsets import (
     NO_LEADER_EPOCH,
     OFFSETS_TOPIC,
@@ -46,11 +49,21 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     broker: Any = ctx.broker
     now_ms = int(time.time() * 1000)
     max_metadata: int = broker.config.get_int("offset.metadata.max.bytes")
+    auth = broker.authorizer
+    txn_id = request.transactional_id
+    if not auth.authorize(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+        return _error_response(ctx, request, ErrorCode.transactional_id_authorization_failed)
+    if not auth.authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return _error_response(ctx, request, ErrorCode.group_authorization_failed)
+    names = {topic.name for topic in request.topics}
+    unreadable = names - auth.allowed(ctx, AclOperation.READ, ResourceType.TOPIC, names)
     errors: dict[tuple[int, int], ErrorCode] = {}
     valid: list[tuple[int, int]] = []
     for ti, topic in enumerate(request.topics):
         for pi, p in enumerate(topic.partitions):
-            if broker.logs.get_log(topic.name, p.partition_index) is None:
+            if topic.name in unreadable:
+                errors[(ti, pi)] = ErrorCode.topic_authorization_failed
+            elif broker.logs.get_log(topic.name, p.partition_index) is None:
                 errors[(ti, pi)] = ErrorCode.unknown_topic_or_partition
             else:
                 valid.append((ti, pi))

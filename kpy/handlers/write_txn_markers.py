@@ -8,7 +8,8 @@ UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist, INVALID_PRODUCER
 epoch older than the producer's, TRANSACTION_COORDINATOR_FENCED for a coordinator epoch older
 than the last marker's, KAFKA_STORAGE_ERROR for a failed write; a marker to a partition of
 ``__consumer_offsets`` also ends the producer's transactional offset commits there.
-Kafka requires CLUSTER_ACTION; kpy has no ACLs yet. v0 was removed in Kafka 4.
+It needs ALTER or CLUSTER_ACTION on the cluster (kpy.acl), else CLUSTER_AUTHORIZATION_FAILED on
+every partition. v0 was removed in Kafka 4.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from kpy.acl import AclOperation
 from kpy.coordinator.offsets import OFFSETS_TOPIC
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
@@ -32,6 +34,11 @@ KEY = 27
 @handles(KEY)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
+    auth = broker.authorizer
+    if not auth.authorize_cluster(
+        ctx, AclOperation.ALTER, log_denied=False
+    ) and not auth.authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
+        return _error_response(ctx, request, ErrorCode.cluster_authorization_failed)
     now_ms = int(time.time() * 1000)
 
     def write(marker: Any, topic: str, partition: int) -> ErrorCode:

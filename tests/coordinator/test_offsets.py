@@ -28,6 +28,7 @@ from kio.schema.offset_fetch.v8 import request as of8
 from kio.schema.offset_fetch.v9 import request as of9
 from kio.static.primitive import i32, i64
 
+from kpy.acl import NO_AUTHORIZER
 from kpy.coordinator.offsets import (
     OFFSETS_TOPIC,
     OffsetAndMetadata,
@@ -368,6 +369,7 @@ class Harness:
             groups=self.groups,
             ensure_offsets_topic=ensure_offsets_topic,
             config=SimpleNamespace(get_int={"offset.metadata.max.bytes": 4096}.__getitem__),
+            authorizer=NO_AUTHORIZER,
         )
         header = RequestHeader(request.__api_key__, version, 1, "test", 0)
         ctx = SimpleNamespace(broker=broker, header=header, version=version)
