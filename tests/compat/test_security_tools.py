@@ -15,12 +15,23 @@ from pathlib import Path
 import pytest
 from security_broker import PLAIN_USERS, SCRAM_USERS, SecureBroker, start_secure_broker
 
-from compat.tools import Tools
+from compat.conftest import VERSIONS
+from compat.tools import Tools, missing
 
 pytestmark = pytest.mark.timeout(300)
 
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+
+
+@pytest.fixture
+def tools() -> Tools:
+    """One release's tools (the first of KAFKA_TOOL_VERSIONS), not each: TLS and SASL are the
+    client library's, the same in the releases tested, and every tool run here costs a JVM."""
+    why = missing(VERSIONS[0])
+    if why is not None:
+        pytest.skip(why)
+    return Tools(VERSIONS[0])
 
 
 @pytest.fixture(scope="module")
