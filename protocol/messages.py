@@ -23,6 +23,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
+from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_writer
 from kio.serial._introspect import (
     PrimitiveField,
@@ -130,25 +131,37 @@ _HAND_DECODERS: dict[int, Callable[[bytes, int, int], Any]] = {
 }
 
 
-@cache
+# The lowest and highest request version kio has a schema for, per API key it knows.
+_KIO_VERSIONS = {
+    key: (min(schema_name_map[name]), max(schema_name_map[name]))
+    for key, name in api_key_map.items()
+}
+
+
 def is_flexible(api_key: int, version: int) -> bool:
     """Whether a request version uses the flexible (compact, tagged) encoding.
 
     For versions above what kio knows (ApiVersions from a newer client) the highest known
-    version's answer stands: flexibility never goes away once introduced.
+    version's answer stands: flexibility never goes away once introduced. Versions below the
+    lowest (the ones Kafka 4 removed, kpy.protocol.legacy's) and unknown keys are not flexible.
+    A header is read before its key and version are checked, so nothing here may cost more, or
+    remember more, for a key or version that does not exist (a fuzzer found a header with an
+    unknown key and version 32767 taking 32767 schema look-ups and 5 MB of cache).
     """
     first = _FLEXIBLE_FROM.get(api_key)
     if first is not None:
         return version >= first
+    lowest, highest = _KIO_VERSIONS.get(api_key, (0, -1))
+    version = min(version, highest)
+    if version < lowest:
+        return False
+    return _flexible(api_key, version)
+
+
+@cache
+def _flexible(api_key: int, version: int) -> bool:
     cls = request_type(api_key, version)
-    if cls is None:
-        v = version
-        while v > 0 and cls is None:
-            v -= 1
-            cls = request_type(api_key, v)
-        if cls is None:
-            return False
-    return bool(cls.__flexible__)
+    return cls is not None and bool(cls.__flexible__)
 
 
 def parse_header(frame: bytes) -> RequestHeader:

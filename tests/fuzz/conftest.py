@@ -1,0 +1,23 @@
+"""Prints how many inputs each fuzz target tried (tests/fuzz/fuzzing.py counts them)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fuzzing import COUNTS, LONG, SCALE
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not COUNTS:
+        return
+    profile = f"long (x{SCALE})" if LONG else "ci"
+    terminalreporter.section(f"fuzz: inputs tried per target, profile {profile}")
+    for target, count in sorted(COUNTS.items()):
+        terminalreporter.write_line(f"{target:40} {count:>10}")
+    terminalreporter.write_line(f"{'total':40} {sum(COUNTS.values()):>10}")
+    out = os.environ.get("KPY_FUZZ_COUNTS")
+    if out:  # the long run's record, for the note
+        Path(out).write_text(json.dumps(dict(sorted(COUNTS.items())), indent=1) + "\n")

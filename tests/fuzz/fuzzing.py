@@ -1,0 +1,172 @@
+"""What the fuzz targets share: their budget, their invariant, their inputs and their counts.
+
+Budget: ``KPY_FUZZ`` picks a profile. Unset (CI and a plain ``pytest``), each target tries a few
+hundred inputs, all targets together well under a minute on two cores, with no example database
+(a run's findings are its own). ``KPY_FUZZ=long`` multiplies every target's examples (by
+``KPY_FUZZ_SCALE``, default 200) and keeps an example database under .hypothesis/fuzz, so that a
+failure found once is tried first on every later run until it is fixed.
+
+Invariant (``decodes``): one call of a decoder on one input returns, or raises one of the
+protocol's own errors (what the server turns into an error code or a closed connection), and the
+peak of what it allocates (tracemalloc, which sees Python's allocators and every bytes object a
+codec returns) stays within ``MEMORY_FACTOR`` times the input's size plus ``MEMORY_SLACK``: no
+allocation sized by what the bytes claim rather than what they hold.
+
+Counts: every input a target tries is counted, and the counts are printed at the end of the
+session (tests/fuzz/conftest.py): the long run's report comes from them.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import struct
+import tracemalloc
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+LONG = os.environ.get("KPY_FUZZ", "") == "long"
+SCALE = int(os.environ.get("KPY_FUZZ_SCALE", "200")) if LONG else 1
+
+# A decoded request holds each entry of an array as an object of some tens of bytes where the
+# frame spent as little as one byte on it: 64 bytes per input byte covers that; the slack covers
+# the fixed costs (a decompressed piece: 256 KiB, or one zstd step of at most 65 blocks of
+# 128 KiB).
+MEMORY_FACTOR = 64
+MEMORY_SLACK = 12 * 1024 * 1024
+
+COUNTS: collections.Counter[str] = collections.Counter()
+
+T = TypeVar("T")
+
+
+def budget(examples: int) -> settings:
+    """The hypothesis settings of a target that tries ``examples`` inputs in CI."""
+    return settings(
+        max_examples=examples * SCALE,
+        deadline=None,
+        database=DirectoryBasedExampleDatabase(".hypothesis/fuzz") if LONG else None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+            HealthCheck.large_base_example,
+        ],
+        print_blob=True,
+    )
+
+
+class MemoryExceeded(AssertionError):
+    pass
+
+
+def decodes(
+    target: str,
+    fn: Callable[[], T],
+    size: int,
+    errors: tuple[type[BaseException], ...],
+    *,
+    slack: int = MEMORY_SLACK,
+) -> T | BaseException:
+    """Run ``fn`` (a decoder on an input of ``size`` bytes) under the invariant; its result, or
+    the protocol error it raised. Any other exception propagates: a finding."""
+    COUNTS[target] += 1
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]
+    result: T | BaseException
+    try:
+        result = fn()
+    except errors as e:
+        result = e
+    finally:
+        peak = tracemalloc.get_traced_memory()[1] - before
+        if started:
+            tracemalloc.stop()
+    bound = MEMORY_FACTOR * size + slack
+    if peak > bound:
+        raise MemoryExceeded(f"{target}: {peak} bytes at the peak for {size} bytes of input")
+    return result
+
+
+# --- Mutations ---------------------------------------------------------------------------------
+
+# Values that lengths, counts and sizes are replaced with: the edges of each width, as big-endian
+# integers of 1, 2, 4 and 8 bytes, and unsigned varints (compact lengths, tags).
+_EDGES = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
+INTERESTING = (
+    [bytes([v & 0xFF]) for v in (0, 1, 0x7F, 0x80, 0xFF)]
+    + [struct.pack(">H", v & 0xFFFF) for v in _EDGES]
+    + [struct.pack(">I", v & 0xFFFFFFFF) for v in _EDGES]
+    + [struct.pack(">Q", v) for v in (0x7FFFFFFFFFFFFFFF, 0x8000000000000000, 2**64 - 1)]
+    + [b"\xff\xff\xff\xff\x0f", b"\x80\x80\x80\x80\x80\x01", b"\xff\xff\xff\x7f", b"\x00"]
+)
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+@st.composite
+def tagged_section(draw: st.DrawFn) -> bytes:
+    """A tagged-field section with tags no schema names (or any), sizes honest or not."""
+    count = draw(st.integers(0, 3))
+    out = bytearray(_uvarint(count))
+    for _ in range(count):
+        out += _uvarint(draw(st.one_of(st.integers(0, 10), st.integers(0, 2**31))))
+        data = draw(st.binary(max_size=12))
+        size = draw(st.one_of(st.just(len(data)), st.integers(0, 2**32)))
+        out += _uvarint(size) + data
+    return bytes(out)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, data: bytes, *, tagged: bool = False) -> bytes:
+    """``data`` with one to four mutations: bytes flipped, cut short, extended, spliced, a
+    length or count replaced with an edge value (huge, negative, null), or (``tagged``) a
+    tagged-field section inserted where one may or may not be."""
+    out = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        kinds = ["flip", "truncate", "extend", "edge", "delete", "insert", "duplicate"]
+        if tagged:
+            kinds.append("tagged")
+        kind = draw(st.sampled_from(kinds))
+        at = draw(st.integers(0, len(out)))
+        if kind == "flip" and out:
+            at = min(at, len(out) - 1)
+            out[at] ^= draw(st.integers(1, 255))
+        elif kind == "truncate":
+            del out[at:]
+        elif kind == "extend":
+            out += draw(st.binary(min_size=1, max_size=32))
+        elif kind == "edge":
+            value = draw(st.sampled_from(INTERESTING))
+            out[at : at + len(value)] = value
+        elif kind == "delete":
+            del out[at : at + draw(st.integers(1, 8))]
+        elif kind == "insert":
+            out[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "duplicate" and out:
+            start = draw(st.integers(0, len(out) - 1))
+            out[at:at] = out[start : start + draw(st.integers(1, 64))]
+        elif kind == "tagged":
+            if out and draw(st.booleans()):
+                out[-1:] = draw(tagged_section())  # the body's own (last) tagged section
+            else:
+                out[at:at] = draw(tagged_section())
+    return bytes(out)
+
+
+def call(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+    return lambda: fn(*args)
