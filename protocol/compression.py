@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
 NAMES = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
@@ -40,7 +41,6 @@ _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
 _XERIAL_BLOCK = 32 * 1024
 _INT32 = struct.Struct(">i")
-_ZSTD_INPUT_CHUNK = 1024
 
 
 class DecompressionError(Exception):
@@ -51,31 +51,50 @@ def _too_large() -> DecompressionError:
     return DecompressionError("decompressed batch exceeds the allowed size")
 
 
-def _gunzip(data: bytes, limit: int) -> bytes:
+# Decompressed bytes handed out at a time by ``stream``: what decoding one batch holds at once,
+# whatever the batch expands to.
+CHUNK = 256 * 1024
+# zstd is fed this many compressed bytes at a time: its decoder has no bound on the output of one
+# call, but no block expands past 128 KiB and none takes fewer than 4 bytes (an RLE block), so a
+# piece yields at most 33 blocks, about 4 MiB (which python-zstandard joins from its parts:
+# twice that at the peak).
+_ZSTD_PIECE = 128
+# No snappy element expands more than a 3-byte copy of 64 bytes: a raw block claiming more than
+# this many times its size (plus its length header) is corrupt, and is refused before the codec
+# allocates what it claims.
+_SNAPPY_MAX_RATIO = 22
+
+
+def _gunzip(data: bytes, chunk: int) -> Iterator[bytes]:
     d = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
-    out = d.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise _too_large()
-    if not d.eof:
-        raise DecompressionError("truncated gzip stream")
-    return out
+    pending = data
+    while True:
+        out = d.decompress(pending, chunk)
+        pending = d.unconsumed_tail
+        if out:
+            yield out
+        if d.eof:
+            return
+        if not out and not pending:
+            raise DecompressionError("truncated gzip stream")
 
 
-def _unsnappy(data: bytes, limit: int) -> bytes:
-    import cramjam
-
+def _unsnappy(data: bytes, chunk: int) -> Iterator[bytes]:
     if data.startswith(_XERIAL_MAGIC):
-        return _unxerial(data, limit)
-    if cramjam.snappy.decompress_raw_len(data) > limit:
-        raise _too_large()
-    return bytes(cramjam.snappy.decompress_raw(data))
+        yield from _unxerial(data)
+    else:
+        yield _snappy_block(data)
 
 
-def _unxerial(data: bytes, limit: int) -> bytes:
+def _snappy_block(block: bytes | memoryview) -> bytes:
     import cramjam
 
-    parts = []
-    total = 0
+    if cramjam.snappy.decompress_raw_len(block) > _SNAPPY_MAX_RATIO * len(block) + 16:
+        raise DecompressionError("snappy block claims more than its bytes can hold")
+    return bytes(cramjam.snappy.decompress_raw(block))
+
+
+def _unxerial(data: bytes) -> Iterator[bytes]:
     pos = len(_XERIAL_HEADER)  # magic (8) + version (4) + compatible version (4)
     while pos < len(data):
         if pos + 4 > len(data):
@@ -84,70 +103,94 @@ def _unxerial(data: bytes, limit: int) -> bytes:
         pos += 4
         if length < 0 or pos + length > len(data):
             raise DecompressionError("xerial snappy block runs past the payload")
-        block = memoryview(data)[pos : pos + length]
-        total += cramjam.snappy.decompress_raw_len(block)
-        if total > limit:
-            raise _too_large()
-        parts.append(bytes(cramjam.snappy.decompress_raw(block)))
+        yield _snappy_block(memoryview(data)[pos : pos + length])
         pos += length
-    return b"".join(parts)
 
 
-def _unlz4(data: bytes, limit: int) -> bytes:
+def _unlz4(data: bytes, chunk: int) -> Iterator[bytes]:
     import lz4.frame
 
     d = lz4.frame.LZ4FrameDecompressor()
-    out = d.decompress(data, max_length=limit + 1)
-    if len(out) > limit:
-        raise _too_large()
-    if not d.eof:
-        raise DecompressionError("truncated lz4 frame")
-    return bytes(out)
+    out = d.decompress(data, max_length=chunk)
+    while True:
+        if out:
+            yield bytes(out)
+        if d.eof:
+            return
+        if d.needs_input:
+            raise DecompressionError("truncated lz4 frame")
+        out = d.decompress(b"", max_length=chunk)
 
 
-def _unzstd(data: bytes, limit: int) -> bytes:
+def _unzstd(data: bytes, chunk: int) -> Iterator[bytes]:
     import zstandard
 
-    # The input goes in small pieces so that the output is checked against the limit as it
-    # grows (a zstd block of a few bytes may expand to 128 KiB); a truncated frame ends
-    # without eof.
+    # The input goes in small pieces so that the output of one call stays bounded (see
+    # _ZSTD_PIECE); a truncated frame ends without eof.
     d = zstandard.ZstdDecompressor().decompressobj()
-    out = bytearray()
     view = memoryview(data)
-    for start in range(0, len(data), _ZSTD_INPUT_CHUNK):
-        out += d.decompress(view[start : start + _ZSTD_INPUT_CHUNK])
-        if len(out) > limit:
-            raise _too_large()
+    for start in range(0, len(data), _ZSTD_PIECE):
+        out = d.decompress(view[start : start + _ZSTD_PIECE])
+        if out:
+            yield out
         if d.eof:
-            break
-    if not d.eof:
-        raise DecompressionError("truncated zstd frame")
-    return bytes(out)
+            return
+    raise DecompressionError("truncated zstd frame")
 
 
-_DECODERS = {GZIP: _gunzip, SNAPPY: _unsnappy, LZ4: _unlz4, ZSTD: _unzstd}
+_DECODERS: dict[int, Callable[[bytes, int], Iterator[bytes]]] = {
+    GZIP: _gunzip,
+    SNAPPY: _unsnappy,
+    LZ4: _unlz4,
+    ZSTD: _unzstd,
+}
 
 
-def decompress(
-    codec: int, data: bytes, limit: int = DEFAULT_DECOMPRESSED_LIMIT, *, magic: int = 2
-) -> bytes:
-    """Decode ``data``; DecompressionError if it does not decode or expands past ``limit``.
+def stream(
+    codec: int,
+    data: bytes,
+    limit: int = DEFAULT_DECOMPRESSED_LIMIT,
+    *,
+    magic: int = 2,
+    chunk: int = CHUNK,
+) -> Iterator[bytes]:
+    """Decode ``data`` piece by piece, so that a caller that walks the output (produce
+    validation) holds one piece at a time rather than all a small hostile payload expands to.
 
-    ``magic`` is the message format the payload came in: v0 lz4 carries Kafka's wrong header
-    checksum, which is ignored.
+    Pieces are at most ``chunk`` bytes for gzip and lz4, one xerial block (or the whole raw
+    block, at most 22 times its size) for snappy, and at most about 4 MiB for zstd. Raises
+    DecompressionError when the payload does not decode, is truncated, or its output passes
+    ``limit`` (raised before the piece that passes it is handed out). ``magic`` is the message
+    format the payload came in: v0 lz4 carries Kafka's wrong header checksum, which is ignored.
     """
     try:
         decoder = _DECODERS[codec]
     except KeyError:
         raise DecompressionError(f"unknown compression codec {codec}") from None
+    total = 0
     try:
         if codec == LZ4 and magic == 0:
             data = _fix_lz4_header_checksum(data)
-        return decoder(data, limit)
+        for piece in decoder(data, chunk):
+            total += len(piece)
+            if total > limit:
+                raise _too_large()
+            yield piece
     except DecompressionError:
         raise
     except Exception as e:  # each library raises its own types for bad input
         raise DecompressionError(f"{NAMES[codec]} payload does not decode: {e}") from e
+
+
+def decompress(
+    codec: int, data: bytes, limit: int = DEFAULT_DECOMPRESSED_LIMIT, *, magic: int = 2
+) -> bytes:
+    """Decode ``data`` whole; DecompressionError if it does not decode or expands past
+    ``limit``. ``magic`` as for ``stream``."""
+    pieces = list(stream(codec, data, limit, magic=magic))
+    if len(pieces) == 1:
+        return pieces[0]
+    return b"".join(pieces)
 
 
 def compress(codec: int, data: bytes, *, magic: int = 2) -> bytes:

@@ -170,3 +170,159 @@ def mutated(draw: st.DrawFn, data: bytes, *, tagged: bool = False) -> bytes:
 
 def call(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
     return lambda: fn(*args)
+
+
+# --- Record batches (v2) and message sets (v0/v1) ---------------------------------------------
+
+
+def record_errors() -> tuple[type[BaseException], ...]:
+    """What the record codecs raise for bad bytes: the errors the produce handler answers with
+    INVALID_RECORD, CORRUPT_MESSAGE, INVALID_TIMESTAMP or UNSUPPORTED_COMPRESSION_TYPE."""
+    from kpy.protocol import compression
+    from kpy.protocol import legacy_records as lr
+    from kpy.protocol import records as rb
+
+    return (
+        rb.InvalidRecordBatch,
+        rb.CorruptRecordBatch,
+        compression.DecompressionError,
+        lr.InvalidTimestamp,
+        lr.UnsupportedCompression,
+    )
+
+
+_small = st.one_of(st.none(), st.binary(max_size=24))
+_headers = st.lists(
+    st.tuples(st.text(max_size=6), st.one_of(st.none(), st.binary(max_size=6))), max_size=2
+).map(tuple)
+
+
+@st.composite
+def batch_fields(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "codec": draw(st.sampled_from([0, 0, 1, 2, 3, 4])),
+        "attributes": draw(st.sampled_from([0, 0, 0x08, 0x10, 0x20, 0x30, 0x18])),
+        "producer_id": draw(st.sampled_from([-1, 0, 1000, 2**63 - 1])),
+        "producer_epoch": draw(st.sampled_from([-1, 0, 5, 32767])),
+        "base_sequence": draw(st.sampled_from([-1, 0, 2**31 - 1])),
+        "base_offset": draw(st.sampled_from([0, 0, 7, 2**62])),
+        "base_timestamp": draw(st.sampled_from([0, 1_700_000_000_000, -1])),
+    }
+
+
+def build_v2_batch(records: list[tuple[Any, Any, Any]], fields: dict[str, Any]) -> bytes:
+    """A v2 batch as a producer writes it: records at deltas 0, 1, 2..., the fields above, the
+    CRC right."""
+    from kpy.protocol import records as rb
+
+    base_ts = fields["base_timestamp"]
+    recs = [
+        rb.Record(fields["base_offset"] + i, base_ts + i, k, v, h)
+        for i, (k, v, h) in enumerate(records)
+    ]
+    batch = bytearray(
+        rb.encode_batch(recs, base_offset=fields["base_offset"], codec=fields["codec"])
+    )
+    attributes = fields["codec"] | fields["attributes"]
+    struct.pack_into(">h", batch, rb.ATTRIBUTES_OFFSET, attributes)
+    struct.pack_into(
+        ">qhi",
+        batch,
+        43,
+        fields["producer_id"],
+        fields["producer_epoch"],
+        fields["base_sequence"],
+    )
+    fix_crc(batch)
+    return bytes(batch)
+
+
+def fix_crc(batch: bytearray) -> None:
+    """Recompute the CRC-32C of the batch at the start of ``batch`` (as far as its bytes go),
+    so that a mutation behind it reaches the checks that follow the CRC's."""
+    from kpy.protocol.crc import crc32c
+
+    if len(batch) >= 21:
+        struct.pack_into(">I", batch, 17, crc32c(bytes(batch[21:])))
+
+
+@st.composite
+def v2_batches(draw: st.DrawFn) -> bytes:
+    records = draw(st.lists(st.tuples(_small, _small, _headers), min_size=1, max_size=6))
+    return build_v2_batch(records, draw(batch_fields()))
+
+
+@st.composite
+def mutated_v2_batches(draw: st.DrawFn) -> bytes:
+    """A valid batch, then mutated: in its header (its CRC fixed or not), in its payload, or in
+    its length."""
+    batch = bytearray(draw(v2_batches()))
+    where = draw(st.sampled_from(["any", "header", "payload", "length", "count", "none"]))
+    if where == "header":
+        at = draw(st.integers(21, 60))
+        value = draw(st.sampled_from(INTERESTING))
+        batch[at : at + len(value)] = value
+    elif where == "payload":
+        batch[61:] = draw(mutated(bytes(batch[61:])))
+    elif where == "length":
+        struct.pack_into(">i", batch, 8, draw(st.sampled_from([0, 48, 49, 2**31 - 1, -1])))
+    elif where == "count":
+        struct.pack_into(">i", batch, 57, draw(st.sampled_from([0, 2, 100, 2**31 - 1, -1])))
+    elif where == "any":
+        batch = bytearray(draw(mutated(bytes(batch))))
+    if len(batch) >= 12 and draw(st.booleans()):
+        struct.pack_into(">i", batch, 8, len(batch) - 12)  # the length told true again
+    if draw(st.booleans()):
+        fix_crc(batch)
+    return bytes(batch)
+
+
+@st.composite
+def message_sets(draw: st.DrawFn) -> bytes:
+    """v0/v1 message sets: plain messages, a compressed wrapper around them, or wrappers nested
+    (which Kafka refuses), as the clients of that era wrote them."""
+    from kpy.protocol import legacy_records as lr
+
+    magic = draw(st.integers(0, 1))
+    records = [
+        (i, draw(st.sampled_from([-1, 0, 1_700_000_000_000])), k, v)
+        for i, (k, v) in enumerate(
+            draw(st.lists(st.tuples(_small, _small), min_size=1, max_size=5))
+        )
+    ]
+    codec = draw(st.sampled_from([0, 1, 2, 3]))
+    out = lr.encode_message_set(records, magic=magic, codec=codec)
+    for _ in range(draw(st.integers(0, 2))):  # wrap the set again: nested compression
+        from kpy.protocol import compression
+
+        outer = draw(st.sampled_from([1, 2, 3]))
+        out = lr.encode_message(
+            0, magic, outer, -1, None, compression.compress(outer, out, magic=magic)
+        )
+    return out
+
+
+@st.composite
+def mutated_message_sets(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(message_sets()))
+    if draw(st.booleans()):
+        data = bytearray(draw(mutated(bytes(data))))
+        if len(data) >= 14 and draw(st.booleans()):  # the first message's CRC-32 right again
+            import zlib
+
+            size = struct.unpack_from(">i", data, 8)[0]
+            end = min(len(data), 12 + max(size, 4))
+            struct.pack_into(">I", data, 12, zlib.crc32(bytes(data[16:end])))
+    return bytes(data)
+
+
+def records_field() -> st.SearchStrategy[bytes]:
+    """What a request's records field holds: v2 batches, message sets, either damaged, or any
+    bytes."""
+    return st.one_of(
+        v2_batches(),
+        mutated_v2_batches(),
+        message_sets(),
+        mutated_message_sets(),
+        st.binary(max_size=80),
+    )
