@@ -18,10 +18,12 @@ and after the test a Metadata request.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import shutil
 import struct
 import tempfile
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -162,7 +164,8 @@ def test_no_handler_raises_and_the_broker_still_answers(frames: list[tuple[int, 
     for key, frame in frames:
         COUNTS["dispatch"] += 1
         before = len(h.tracebacks.records)
-        h.dispatch(frame)
+        out = h.dispatch(frame)
+        COUNTS[f"dispatch ({'answered' if isinstance(out, bytes) else out})"] += 1
         found = h.tracebacks.records[before:]
         assert not found, (
             f"API {key}: {found[0].getMessage()}\n"
@@ -213,3 +216,35 @@ def test_fetch_of_the_zero_topic_id_answers_unknown_topic_id(version: int) -> No
     response = decode_response(1, version, out[4:])
     [topic] = response.responses
     assert topic.partitions[0].error_code == ErrorCode.unknown_topic_id
+
+
+@pytest.mark.parametrize("version", [10, 11])
+@pytest.mark.parametrize("topic_id", [uuid.UUID(int=0), uuid.UUID(int=7)])
+def test_metadata_v10_v11_refuse_null_names_and_topic_ids(
+    version: int, topic_id: uuid.UUID
+) -> None:
+    """Regression (found by the dispatch target): Metadata v10-v11 with a null topic name
+    answered that name as null, which those versions cannot encode, so the connection closed
+    with a logged traceback. Kafka refuses null names and topic ids below v12
+    (InvalidRequestException): INVALID_REQUEST for every topic, a null name answered as ""."""
+    mod = importlib.import_module(f"kio.schema.metadata.v{version}.request")
+    name = None if topic_id.int == 0 else "fuzz-a"
+    request = mod.MetadataRequest(
+        topics=(
+            mod.MetadataRequestTopic(topic_id=topic_id, name=name),
+            mod.MetadataRequestTopic(topic_id=uuid.UUID(int=0), name="fuzz-b"),
+        ),
+        allow_auto_topic_creation=False,
+        include_topic_authorized_operations=False,
+        **({"include_cluster_authorized_operations": False} if version == 10 else {}),
+    )
+    h = harness()
+    before = len(h.tracebacks.records)
+    out = h.dispatch(frame_of(3, version, encode(request)))
+    assert h.tracebacks.records[before:] == []
+    assert isinstance(out, bytes)
+    response = decode_response(3, version, out[4:])
+    assert [(t.name, t.error_code) for t in response.topics] == [
+        (name or "", ErrorCode.invalid_request),
+        ("fuzz-b", ErrorCode.invalid_request),
+    ]
