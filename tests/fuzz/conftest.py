@@ -21,3 +21,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     out = os.environ.get("KPY_FUZZ_COUNTS")
     if out:  # the long run's record, for the note
         Path(out).write_text(json.dumps(dict(sorted(COUNTS.items())), indent=1) + "\n")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long profile runs each target for as long as its examples take: no per-test timeout
+    (pyproject's is for the normal run)."""
+    if LONG:
+        here = Path(__file__).parent
+        for item in items:
+            if here in item.path.parents:
+                item.add_marker(pytest.mark.timeout(0))

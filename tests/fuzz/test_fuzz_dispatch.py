@@ -193,7 +193,10 @@ def test_metadata_after_the_fuzzing() -> None:
     out = h.dispatch(frame)
     assert isinstance(out, bytes)
     response = decode_response(3, 12, out[4:])
-    assert {t.name for t in response.topics} >= set(TOPICS)
+    # The fuzzing may have deleted topics (DeleteTopics) and created others; what is there is
+    # answered whole.
+    assert [b.node_id for b in response.brokers] == [h.broker.node_id]
+    assert all(t.error_code == ErrorCode.none and t.partitions for t in response.topics)
 
 
 @pytest.mark.parametrize("version", [13, 16])
