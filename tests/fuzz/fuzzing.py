@@ -307,7 +307,7 @@ def mutated_message_sets(draw: st.DrawFn) -> bytes:
     data = bytearray(draw(message_sets()))
     if draw(st.booleans()):
         data = bytearray(draw(mutated(bytes(data))))
-        if len(data) >= 14 and draw(st.booleans()):  # the first message's CRC-32 right again
+        if len(data) >= 17 and draw(st.booleans()):  # the first message's CRC-32 right again
             import zlib
 
             size = struct.unpack_from(">i", data, 8)[0]

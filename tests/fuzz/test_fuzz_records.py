@@ -281,17 +281,35 @@ def test_message_sets_convert_or_raise_record_errors(
 
 @pytest.mark.parametrize("codec", [compression.GZIP, compression.LZ4])
 @pytest.mark.parametrize("magic", [0, 1])
-def test_a_legacy_wrapper_bomb_is_refused(codec: int, magic: int) -> None:
-    """A wrapper whose value expands past the limit: CORRUPT_MESSAGE."""
-    inner = _compress_parts(codec, [(_zeros(1 << 20), (LIMIT >> 20) + 8)])
-    if codec == compression.LZ4 and magic == 0:
-        inner = compression._break_lz4_header_checksum(inner)
-    wrapper = lr.encode_message(0, magic, codec, -1, None, inner)
+def test_a_legacy_wrapper_bomb_of_junk_is_refused_in_little_memory(codec: int, magic: int) -> None:
+    """Regression: a wrapper whose value expands to junk (zeros) past the limit was decompressed
+    whole (64 MiB) before its first message was found to be no message: CORRUPT_MESSAGE, now at
+    the first piece."""
+    wrapper = _legacy_bomb(codec, magic, b"")
+    result = decodes("legacy_bombs", lambda: up_convert(wrapper, False, None), len(wrapper), ERRORS)
+    assert isinstance(result, rb.CorruptRecordBatch)
+
+
+@pytest.mark.parametrize("codec", [compression.GZIP, compression.LZ4])
+def test_a_legacy_wrapper_bomb_of_one_huge_message_is_refused(codec: int) -> None:
+    """A wrapper holding one message that claims (and has) more than the limit: CORRUPT_MESSAGE
+    once the limit is passed. Up to there the message is held, as it would be converted (Kafka
+    reads a legacy message whole too): the memory is what really decompressed, never a claim."""
+    head = struct.pack(">qiIbb", 0, LIMIT + (8 << 20), 0, 1, 0)  # offset, size, crc, magic, attrs
+    wrapper = _legacy_bomb(codec, 1, head)
     result = decodes(
         "legacy_bombs",
         lambda: up_convert(wrapper, False, None),
         len(wrapper),
         ERRORS,
-        slack=LIMIT * 3,  # up-conversion holds the inner set, as Kafka's does
+        slack=LIMIT * 3,
     )
     assert isinstance(result, rb.CorruptRecordBatch)
+    assert "allowed size" in str(result)
+
+
+def _legacy_bomb(codec: int, magic: int, head: bytes) -> bytes:
+    inner = _compress_parts(codec, [(head, 1), (_zeros(1 << 20), (LIMIT >> 20) + 8)])
+    if codec == compression.LZ4 and magic == 0:
+        inner = compression._break_lz4_header_checksum(inner)
+    return lr.encode_message(0, magic, codec, -1, None, inner)
