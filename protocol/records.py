@@ -317,18 +317,41 @@ def check_compressed_records(batch: bytes | bytearray | memoryview, limit: int) 
     return _walk_records(pieces, header.records_count, header.base_timestamp)
 
 
+def keyless_records(batch: bytes | bytearray | memoryview, limit: int) -> list[int]:
+    """The indexes of the records without a key in one v2 batch, for Kafka's
+    LogValidator.validateKey on compacted topics. Walked as a stream, as check_compressed_records
+    walks, holding no record: a batch of many small records costs no more than one piece.
+
+    Raises InvalidRecordBatch when the records do not fill the batch as their lengths and count
+    say (Kafka's "Incorrect declared batch size"), DecompressionError as ``stream``.
+    """
+    from kpy.protocol.compression import stream
+
+    header = read_header(batch, 0)
+    payload = bytes(memoryview(batch)[HEADER_SIZE : header.size])
+    pieces = stream(header.compression, payload, limit) if header.compression else iter((payload,))
+    keyless: list[int] = []
+    _walk_records(pieces, header.records_count, header.base_timestamp, keyless)
+    return keyless
+
+
 # The most bytes a record's head takes: length (varint), attributes, timestamp delta (varlong),
-# offset delta (varint). A piece is walked while this much of it is left (or it is the last).
-_RECORD_HEAD_MAX = 5 + 1 + 10 + 5
+# offset delta (varint), key length (varint). A piece is walked while this much of it is left
+# (or it is the last).
+_RECORD_HEAD_MAX = 5 + 1 + 10 + 5 + 5
 
 
-def _walk_records(pieces: Iterator[bytes], count: int, base_ts: int) -> int:
+def _walk_records(
+    pieces: Iterator[bytes], count: int, base_ts: int, keyless: list[int] | None = None
+) -> int:
     # The hot loop of produce validation: each record's length, timestamp delta and offset
     # delta, read with kio's varint readers (native code, a third faster than decoding the
     # bytes here); the key, value and headers are stepped over by the length, across pieces
     # where a record runs past the one at hand (``skip``). The walk holds the piece at hand and
     # never copies one: a record's head cut by a piece's end is joined with the next piece's
-    # first bytes only, the rest of that piece walked after them (``rest``).
+    # first bytes only, the rest of that piece walked after them (``rest``). With ``keyless``,
+    # the walk collects the indexes of records whose key is null instead of checking the offset
+    # deltas (Kafka checks those of compressed batches only).
     buf: bytes | memoryview = b""
     pos = 0
     skip = 0  # bytes of the current record still to come in later pieces (then buf is empty)
@@ -373,8 +396,12 @@ def _walk_records(pieces: Iterator[bytes], count: int, base_ts: int) -> int:
                 if length < 6 or (last and record_end > end):
                     raise InvalidRecordBatch(premature)
                 ts_delta, size = read_signed_varlong(buf, pos + 1)  # past the attributes
-                offset_delta, _ = read_signed_varint(buf, pos + 1 + size)
-                if offset_delta != index:
+                offset_delta, delta_size = read_signed_varint(buf, pos + 1 + size)
+                if keyless is not None:
+                    key_length, _ = read_signed_varint(buf, pos + 1 + size + delta_size)
+                    if key_length < 0:
+                        keyless.append(index)
+                elif offset_delta != index:
                     if record_end <= end:
                         raise InvalidRecordBatch("record offset deltas are not consecutive from 0")
                     # As for a whole payload: premature if the record's bytes fall short.
