@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fuzzing import COUNTS, LONG, SCALE
+from fuzzing import COUNTS, LONG, PEAKS, SCALE
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -15,12 +15,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     profile = f"long (x{SCALE})" if LONG else "ci"
     terminalreporter.section(f"fuzz: inputs tried per target, profile {profile}")
+    terminalreporter.write_line(f"{'target':40} {'inputs':>10} {'peak KiB':>10}")
     for target, count in sorted(COUNTS.items()):
-        terminalreporter.write_line(f"{target:40} {count:>10}")
+        peak = f"{PEAKS[target] // 1024:>10}" if target in PEAKS else ""
+        terminalreporter.write_line(f"{target:40} {count:>10} {peak}")
     terminalreporter.write_line(f"{'total':40} {sum(COUNTS.values()):>10}")
     out = os.environ.get("KPY_FUZZ_COUNTS")
     if out:  # the long run's record, for the note
-        Path(out).write_text(json.dumps(dict(sorted(COUNTS.items())), indent=1) + "\n")
+        record = {"inputs": dict(sorted(COUNTS.items())), "peak_bytes": dict(sorted(PEAKS.items()))}
+        Path(out).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

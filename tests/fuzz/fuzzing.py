@@ -40,6 +40,7 @@ MEMORY_FACTOR = 64
 MEMORY_SLACK = 12 * 1024 * 1024
 
 COUNTS: collections.Counter[str] = collections.Counter()
+PEAKS: dict[str, int] = {}  # the largest peak (bytes) one input of each target took
 
 T = TypeVar("T")
 
@@ -89,6 +90,7 @@ def decodes(
         peak = tracemalloc.get_traced_memory()[1] - before
         if started:
             tracemalloc.stop()
+    PEAKS[target] = max(PEAKS.get(target, 0), peak)
     bound = MEMORY_FACTOR * size + slack
     if peak > bound:
         raise MemoryExceeded(f"{target}: {peak} bytes at the peak for {size} bytes of input")
