@@ -20,6 +20,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         peak = f"{PEAKS[target] // 1024:>10}" if target in PEAKS else ""
         terminalreporter.write_line(f"{target:40} {count:>10} {peak}")
     terminalreporter.write_line(f"{'total':40} {sum(COUNTS.values()):>10}")
+    _write_counts()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _write_counts()  # after each test too: a long run stopped early keeps its counts
+
+
+def _write_counts() -> None:
     out = os.environ.get("KPY_FUZZ_COUNTS")
     if out:  # the long run's record, for the note
         record = {"inputs": dict(sorted(COUNTS.items())), "peak_bytes": dict(sorted(PEAKS.items()))}
