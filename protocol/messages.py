@@ -240,7 +240,11 @@ def _safe_field_reader(f: dataclasses.Field[Any], flexible: bool, is_tag: bool) 
     kind = classify_field(f)
     inner: Reader
     if isinstance(kind, PrimitiveField | PrimitiveTupleField):
-        inner = get_reader(get_schema_field_type(f), flexible, optional and not kind.is_array)
+        schema_type = get_schema_field_type(f)
+        if schema_type == "timedelta_i64" and not optional:
+            inner = _read_timedelta_i64
+        else:
+            inner = get_reader(schema_type, flexible, optional and not kind.is_array)
     else:
         inner = _safe_reader(kind.type_)
         if optional and not kind.is_array:
@@ -248,6 +252,23 @@ def _safe_field_reader(f: dataclasses.Field[Any], flexible: bool, is_tag: bool) 
     if kind.is_array:
         return _array(inner, flexible, optional)
     return inner
+
+
+_I64 = struct.Struct(">q")
+_TIMEDELTA_MAX_MS = datetime.timedelta.max // datetime.timedelta(milliseconds=1)
+_TIMEDELTA_MIN_MS = datetime.timedelta.min // datetime.timedelta(milliseconds=1)
+
+
+def _read_timedelta_i64(buf: bytes, pos: int) -> tuple[datetime.timedelta, int]:
+    """An int64 of milliseconds as a timedelta, as kio reads it, except that a value past what a
+    timedelta holds (Long.MAX_VALUE, "forever", included) is held at the largest one: Kafka
+    takes any long there (OffsetCommit v2-v4's retention time), where kio's reader raises and
+    the connection would close. A fuzzer found it."""
+    if len(buf) - pos < 8:
+        raise ProtocolError("int64 runs past the frame")
+    (ms,) = _I64.unpack_from(buf, pos)
+    ms = max(_TIMEDELTA_MIN_MS, min(ms, _TIMEDELTA_MAX_MS))
+    return datetime.timedelta(milliseconds=ms), 8
 
 
 def _array(item: Reader, flexible: bool, nullable: bool) -> Reader:

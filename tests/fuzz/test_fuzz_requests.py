@@ -16,6 +16,7 @@ import io
 import struct
 from typing import Any
 
+import pytest
 from fuzzing import budget, decodes, mutated, records_field
 from hypothesis import given
 from hypothesis import strategies as st
@@ -95,3 +96,22 @@ def test_claimed_counts_cannot_allocate_past_the_frame(
     body = b"".join(data.draw(st.lists(st.sampled_from(fillers), min_size=1, max_size=12)))
     frame = frame_of(key, version, body)
     decodes("request_counts", lambda: decode(frame), len(frame), (ProtocolError,))
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("retention_ms", [2**63 - 1, -(2**63), 86_400_000 * 10**9])
+def test_offset_commit_takes_any_retention_time(version: int, retention_ms: int) -> None:
+    """Regression (found by atheris on test_every_request_decodes_and_survives_mutation):
+    OffsetCommit v2-v4's retention_time is an int64 of milliseconds, which kio reads as a
+    timedelta and refuses past about 10^8 days; Long.MAX_VALUE ("forever") made the request a
+    ProtocolError and closed the connection. Kafka takes any long there; kpy ignores the field."""
+    body = bytearray()
+    body += struct.pack(">h", 1) + b"g"  # group id
+    body += struct.pack(">i", 1)  # generation id
+    body += struct.pack(">h", 1) + b"m"  # member id
+    body += struct.pack(">q", retention_ms)
+    body += struct.pack(">i", 1) + struct.pack(">h", 1) + b"t"  # one topic, "t"
+    body += struct.pack(">i", 1) + struct.pack(">iqh", 0, 5, -1)  # partition 0, offset 5, null
+    request = decode(frame_of(8, version, bytes(body)))
+    assert request.retention_time.days == (999_999_999 if retention_ms > 0 else -999_999_999)
+    assert request.topics[0].partitions[0].committed_offset == 5

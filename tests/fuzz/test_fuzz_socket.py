@@ -70,8 +70,8 @@ def test_fuzzed_connections(broker: KpyProcess, stream: bytes, cuts: list[int]) 
             sock.shutdown(socket.SHUT_WR)
             while sock.recv(65536):  # answers, until the broker closes
                 pass
-        except (ConnectionError, TimeoutError):
-            pass  # closed on us, or a long poll still waiting: both allowed
+        except OSError:  # closed on us (ENOTCONN, ECONNRESET...), or a long poll still waiting
+            pass
     assert broker.proc is not None and broker.proc.poll() is None
 
 
