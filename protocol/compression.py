@@ -54,11 +54,14 @@ def _too_large() -> DecompressionError:
 # Decompressed bytes handed out at a time by ``stream``: what decoding one batch holds at once,
 # whatever the batch expands to.
 CHUNK = 256 * 1024
-# zstd is fed this many compressed bytes at a time: its decoder has no bound on the output of one
-# call, but no block expands past 128 KiB and none takes fewer than 4 bytes (an RLE block), so a
-# piece yields at most 33 blocks, about 4 MiB (which python-zstandard joins from its parts:
-# twice that at the peak).
+# zstd's decoder has no bound on the output of one call, but no block expands past 128 KiB: the
+# input is fed at most this many blocks at a time (found by walking the frame's block headers),
+# at most 4 MiB out per call (which python-zstandard joins from its parts: twice that at the
+# peak). Where the walk cannot follow the frame (a truncated or unusual one), the input goes in
+# pieces of _ZSTD_PIECE bytes, which hold at most 33 blocks (none takes fewer than 4 bytes).
+_ZSTD_BLOCKS = 32
 _ZSTD_PIECE = 128
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # No snappy element expands more than a 3-byte copy of 64 bytes: a raw block claiming more than
 # this many times its size (plus its length header) is corrupt, and is refused before the codec
 # allocates what it claims.
@@ -125,17 +128,46 @@ def _unlz4(data: bytes, chunk: int) -> Iterator[bytes]:
 def _unzstd(data: bytes, chunk: int) -> Iterator[bytes]:
     import zstandard
 
-    # The input goes in small pieces so that the output of one call stays bounded (see
-    # _ZSTD_PIECE); a truncated frame ends without eof.
     d = zstandard.ZstdDecompressor().decompressobj()
     view = memoryview(data)
-    for start in range(0, len(data), _ZSTD_PIECE):
-        out = d.decompress(view[start : start + _ZSTD_PIECE])
+    cuts = _zstd_cuts(data)
+    if cuts is None:
+        cuts = list(range(_ZSTD_PIECE, len(data) + _ZSTD_PIECE, _ZSTD_PIECE))
+    start = 0
+    for end in cuts:
+        out = d.decompress(view[start:end])
+        start = end
         if out:
             yield out
         if d.eof:
             return
     raise DecompressionError("truncated zstd frame")
+
+
+def _zstd_cuts(data: bytes) -> list[int] | None:
+    """Where to cut a zstd frame so that each piece holds at most _ZSTD_BLOCKS blocks, from the
+    frame and block headers (RFC 8878, sections 3.1.1 and 3.1.1.2); None where the headers do
+    not describe one whole frame. Hand-written: python-zstandard decodes but does not expose the
+    block structure. Only the cuts come from here; the decoder checks everything itself."""
+    if len(data) < 6 or not data.startswith(_ZSTD_MAGIC):
+        return None
+    descriptor = data[4]
+    single_segment = descriptor >> 5 & 1
+    pos = 5 + (1 - single_segment)  # the window descriptor, absent for a single segment
+    pos += (0, 1, 2, 4)[descriptor & 3]  # dictionary id
+    pos += (single_segment, 2, 4, 8)[descriptor >> 6]  # frame content size
+    cuts = []
+    blocks = 0
+    while pos + 3 <= len(data):
+        header = int.from_bytes(data[pos : pos + 3], "little")
+        pos += 3 + (1 if header >> 1 & 3 == 1 else header >> 3)  # an RLE block holds one byte
+        blocks += 1
+        if header & 1:  # the last block; a checksum may follow
+            cuts.append(pos + (4 if descriptor & 0x04 else 0))
+            return cuts
+        if blocks % _ZSTD_BLOCKS == 0:
+            cuts.append(pos)
+    return None
 
 
 _DECODERS: dict[int, Callable[[bytes, int], Iterator[bytes]]] = {
@@ -158,7 +190,7 @@ def stream(
     validation) holds one piece at a time rather than all a small hostile payload expands to.
 
     Pieces are at most ``chunk`` bytes for gzip and lz4, one xerial block (or the whole raw
-    block, at most 22 times its size) for snappy, and at most about 4 MiB for zstd. Raises
+    block, at most 22 times its size) for snappy, and at most 4 MiB for zstd. Raises
     DecompressionError when the payload does not decode, is truncated, or its output passes
     ``limit`` (raised before the piece that passes it is handed out). ``magic`` is the message
     format the payload came in: v0 lz4 carries Kafka's wrong header checksum, which is ignored.

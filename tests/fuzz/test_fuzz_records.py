@@ -348,3 +348,24 @@ def test_keys_of_a_batch_of_many_small_records_are_checked_in_little_memory() ->
     batch = bytearray(rb.encode_batch(records, base_offset=0, codec=compression.ZSTD))
     result = decodes("v2_keyless", lambda: _keyless_records(batch), len(batch), ())
     assert result == list(range(0, 600_000, 3))
+
+
+@budget(60)
+@given(
+    st.lists(st.tuples(st.binary(min_size=1, max_size=64), st.integers(1, 300_000)), max_size=6),
+    st.booleans(),
+    st.booleans(),
+    st.integers(1, 9),
+)
+def test_zstd_frames_stream_whole_in_bounded_pieces(
+    parts: list[tuple[bytes, int]], checksum: bool, content_size: bool, level: int
+) -> None:
+    """The zstd input is cut at block boundaries read from the frame (compression._zstd_cuts):
+    whatever the frame's flags, the pieces decode to the data, none past 32 blocks' worth."""
+    data = b"".join(chunk * n for chunk, n in parts)
+    frame = zstandard.ZstdCompressor(
+        level=level, write_checksum=checksum, write_content_size=content_size
+    ).compress(data)
+    pieces = list(compression.stream(compression.ZSTD, frame, len(data)))
+    assert b"".join(pieces) == data
+    assert all(len(p) <= 32 * 128 * 1024 for p in pieces)
