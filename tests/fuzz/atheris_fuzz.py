@@ -35,12 +35,16 @@ def main() -> None:
     os.environ.setdefault("KPY_FUZZ", "long")  # the example database, for replays
     sys.path[:0] = [str(HERE), str(HERE.parent)]
     with atheris.instrument_imports(include=["kpy"]):
-        import kpy.handlers.registry
+        import kpy.broker
         import kpy.protocol.compression
         import kpy.protocol.hot_requests
         import kpy.protocol.legacy_records
         import kpy.protocol.messages
-        import kpy.protocol.records  # noqa: F401
+        import kpy.protocol.records  # noqa: F401  (imported to be instrumented)
+        from kpy.handlers.registry import APIS
+
+        for *_, handler_module in APIS:  # imported on first use otherwise, uninstrumented
+            importlib.import_module(f"kpy.handlers.{handler_module}")
     module = importlib.import_module(module_name)
     test = getattr(module, test_name)
     atheris.Setup([sys.argv[0], *sys.argv[2:]], test.hypothesis.fuzz_one_input)
