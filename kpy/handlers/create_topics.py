@@ -4,7 +4,8 @@ Checks in Kafka's order and with its messages: a legal name, not already there, 
 with a name that differs only by '.' and '_', partitions and replication factor (v4+ take -1 for
 the broker defaults; a factor above 1 cannot be met by one broker), manual assignments that name
 this broker only, known config names. validate_only checks without creating. v5+ answers with the
-partition count, replication factor and the topic's configs.
+partition count, replication factor and the topic's configs. A request whose topics would take
+Kafka's controller more than 10,000 metadata records fails whole with POLICY_VIOLATION, as there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kio.schema.errors import ErrorCode
 
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import has_field, make, response_module
+from kpy.topics import EXCESSIVE_BATCH, MAX_RECORDS_PER_USER_OP, name_error
 
 if TYPE_CHECKING:
     from kpy.broker import RequestContext
@@ -31,6 +33,11 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     counts = Counter(t.name for t in request.topics)
     for name in sorted(n for n, c in counts.items() if c > 1):
         results.append(_result(mod, name, ErrorCode.invalid_request, "Duplicate topic name."))
+    unique = [t for t in request.topics if counts[t.name] == 1]
+    if sum(_records_of(broker, t) for t in unique) > MAX_RECORDS_PER_USER_OP:
+        refused = ErrorCode.policy_violation
+        results += [_result(mod, t.name, refused, EXCESSIVE_BATCH) for t in unique]
+        return make(mod.CreateTopicsResponse, throttle_time=0, topics=tuple(results))
     for topic in request.topics:
         if counts[topic.name] > 1:
             continue
@@ -59,6 +66,17 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     mod = response_module(KEY, ctx.version)
     results = tuple(_result(mod, t.name, error, None) for t in request.topics)
     return make(mod.CreateTopicsResponse, throttle_time=0, topics=results)
+
+
+def _records_of(broker: Any, topic: Any) -> int:
+    """The metadata records Kafka's controller would write to create ``topic``: the topic, each
+    partition, each config; none for a topic it refuses by name or that exists."""
+    if name_error(topic.name) is not None or broker.logs.topic(topic.name) is not None:
+        return 0
+    partitions = len(topic.assignments) if topic.assignments else topic.num_partitions
+    if partitions == -1:
+        partitions = broker.config.get_int("num.partitions")
+    return 1 + partitions + len(topic.configs) if partitions > 0 else 0
 
 
 def _assignment_problem(topic: Any, node_id: int) -> tuple[ErrorCode, str] | None:

@@ -18,6 +18,7 @@ and after the test a Metadata request.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import importlib
 import logging
 import shutil
@@ -251,3 +252,53 @@ def test_metadata_v10_v11_refuse_null_names_and_topic_ids(
         (name or "", ErrorCode.invalid_request),
         ("fuzz-b", ErrorCode.invalid_request),
     ]
+
+
+@pytest.mark.parametrize("partitions", [2**31 - 1, 10_000])
+def test_create_topics_past_kafkas_batch_bound_is_a_policy_violation(partitions: int) -> None:
+    """Regression (found by the long run of the dispatch target, which the kernel killed at
+    23 GB): a CreateTopics asking for two billion partitions set about creating them. Kafka's
+    controller writes at most 10,000 records for one request (a topic record, one per partition
+    and per config) and fails a request past that whole: POLICY_VIOLATION."""
+    from kio.schema.create_topics.v7 import request as ct
+
+    def topic(name: str, n: int) -> Any:
+        return ct.CreatableTopic(
+            name=name, num_partitions=n, replication_factor=1, assignments=(), configs=()
+        )
+
+    request = ct.CreateTopicsRequest(
+        topics=(topic("fuzz-big", partitions), topic("fuzz-small", 1)),
+        timeout=datetime.timedelta(seconds=5),
+        validate_only=False,
+    )
+    h = harness()
+    out = h.dispatch(frame_of(19, 7, encode(request)))
+    assert isinstance(out, bytes)
+    response = decode_response(19, 7, out[4:])
+    assert [(t.name, t.error_code, t.error_message) for t in response.topics] == [
+        (name, ErrorCode.policy_violation, "Unable to perform excessively large batch operation.")
+        for name in ("fuzz-big", "fuzz-small")
+    ]
+    assert h.broker.logs.topic("fuzz-big") is None and h.broker.logs.topic("fuzz-small") is None
+
+
+def test_create_partitions_past_kafkas_batch_bound_is_a_policy_violation() -> None:
+    """Regression, as above: CreatePartitions to two billion partitions grew the topic on the
+    event loop until memory ran out."""
+    from kio.schema.create_partitions.v3 import request as cp
+
+    request = cp.CreatePartitionsRequest(
+        topics=(cp.CreatePartitionsTopic(name="fuzz-a", count=2**31 - 1, assignments=None),),
+        timeout=datetime.timedelta(seconds=5),
+        validate_only=False,
+    )
+    h = harness()
+    before = h.broker.logs.topic("fuzz-a")
+    out = h.dispatch(frame_of(37, 3, encode(request)))
+    assert isinstance(out, bytes)
+    response = decode_response(37, 3, out[4:])
+    assert [(r.name, r.error_code) for r in response.results] == [
+        ("fuzz-a", ErrorCode.policy_violation)
+    ]
+    assert h.broker.logs.topic("fuzz-a") == before
