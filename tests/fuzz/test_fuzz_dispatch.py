@@ -302,3 +302,69 @@ def test_create_partitions_past_kafkas_batch_bound_is_a_policy_violation() -> No
         ("fuzz-a", ErrorCode.policy_violation)
     ]
     assert h.broker.logs.topic("fuzz-a") == before
+
+
+@pytest.mark.parametrize(("max_bytes", "partition_max_bytes"), [(1 << 20, -1), (-1, 1 << 20)])
+def test_fetch_of_a_negative_size_answers_unknown_server_error_for_the_partition(
+    max_bytes: int, partition_max_bytes: int
+) -> None:
+    """Regression (found by the long run of the dispatch target): a Fetch whose max_bytes or
+    partition_max_bytes is negative reached the segment read, which raised, so the whole
+    response was UNKNOWN_SERVER_ERROR with a logged traceback. Kafka's LogSegment.read refuses
+    a negative size too, and ReplicaManager answers UNKNOWN_SERVER_ERROR for that partition
+    alone; the other partitions are served."""
+    from kio.schema.fetch.v7 import request as fr
+    from kio.schema.produce.v9 import request as pr
+
+    from kpy.protocol import records as rb
+
+    h = harness()
+    topic = f"fuzz-negative-{partition_max_bytes}"
+    h.portal.call(h.broker.create_topic, topic, 2, 1, {})
+    batch = rb.build_batch([(b"k", b"v")])
+    produce = pr.ProduceRequest(
+        transactional_id=None,
+        acks=1,
+        timeout=datetime.timedelta(seconds=5),
+        topic_data=(
+            pr.TopicProduceData(
+                name=topic,
+                partition_data=tuple(
+                    pr.PartitionProduceData(index=i, records=batch) for i in (0, 1)
+                ),
+            ),
+        ),
+    )
+    assert isinstance(h.dispatch(frame_of(0, 9, encode(produce))), bytes)
+
+    def part(index: int, size: int) -> Any:
+        return fr.FetchPartition(
+            partition=index, fetch_offset=0, log_start_offset=-1, partition_max_bytes=size
+        )
+
+    fetch = fr.FetchRequest(
+        replica_id=-1,
+        max_wait=datetime.timedelta(0),
+        min_bytes=0,
+        max_bytes=max_bytes,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=(
+            fr.FetchTopic(topic=topic, partitions=(part(0, partition_max_bytes), part(1, 1 << 20))),
+        ),
+        forgotten_topics_data=(),
+    )
+    before = len(h.tracebacks.records)
+    out = h.dispatch(frame_of(1, 7, encode(fetch)))
+    assert h.tracebacks.records[before:] == []
+    assert isinstance(out, bytes)
+    response = decode_response(1, 7, out[4:])
+    assert response.error_code == ErrorCode.none
+    errors = [p.error_code for p in response.responses[0].partitions]
+    if max_bytes < 0:  # every partition's size is negative then
+        assert errors == [ErrorCode.unknown_server_error] * 2
+    else:
+        assert errors == [ErrorCode.unknown_server_error, ErrorCode.none]
+        served = rb.decode_records(response.responses[0].partitions[1].records)
+        assert [(r.key, r.value) for r in served] == [(b"k", b"v")]
