@@ -8,6 +8,13 @@ from kio.schema.errors import ErrorCode
 
 MAX_NAME_LENGTH = 249
 _LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
+# Kafka's controller writes at most this many metadata records for one request
+# (QuorumController.MAX_RECORDS_PER_USER_OP: one per topic, partition and config entry); a
+# CreateTopics or CreatePartitions that would take more fails whole with POLICY_VIOLATION. kpy
+# writes no such records, but keeps the bound: it is what stops one small request from asking
+# for two billion partitions (a fuzzer's did, and the broker ran out of memory).
+MAX_RECORDS_PER_USER_OP = 10_000
+EXCESSIVE_BATCH = "Unable to perform excessively large batch operation."
 
 
 def name_error(name: str | None) -> str | None:

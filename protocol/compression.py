@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
 NAMES = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
@@ -40,7 +41,6 @@ _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
 _XERIAL_BLOCK = 32 * 1024
 _INT32 = struct.Struct(">i")
-_ZSTD_INPUT_CHUNK = 1024
 
 
 class DecompressionError(Exception):
@@ -51,31 +51,53 @@ def _too_large() -> DecompressionError:
     return DecompressionError("decompressed batch exceeds the allowed size")
 
 
-def _gunzip(data: bytes, limit: int) -> bytes:
+# Decompressed bytes handed out at a time by ``stream``: what decoding one batch holds at once,
+# whatever the batch expands to.
+CHUNK = 256 * 1024
+# zstd's decoder has no bound on the output of one call, but no block expands past 128 KiB: the
+# input is fed at most this many blocks at a time (found by walking the frame's block headers),
+# at most 4 MiB out per call (which python-zstandard joins from its parts: twice that at the
+# peak). Where the walk cannot follow the frame (a truncated or unusual one), the input goes in
+# pieces of _ZSTD_PIECE bytes, which hold at most 33 blocks (none takes fewer than 4 bytes).
+_ZSTD_BLOCKS = 32
+_ZSTD_PIECE = 128
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# No snappy element expands more than a 3-byte copy of 64 bytes: a raw block claiming more than
+# this many times its size (plus its length header) is corrupt, and is refused before the codec
+# allocates what it claims.
+_SNAPPY_MAX_RATIO = 22
+
+
+def _gunzip(data: bytes, chunk: int) -> Iterator[bytes]:
     d = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
-    out = d.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise _too_large()
-    if not d.eof:
-        raise DecompressionError("truncated gzip stream")
-    return out
+    pending = data
+    while True:
+        out = d.decompress(pending, chunk)
+        pending = d.unconsumed_tail
+        if out:
+            yield out
+        if d.eof:
+            return
+        if not out and not pending:
+            raise DecompressionError("truncated gzip stream")
 
 
-def _unsnappy(data: bytes, limit: int) -> bytes:
-    import cramjam
-
+def _unsnappy(data: bytes, chunk: int) -> Iterator[bytes]:
     if data.startswith(_XERIAL_MAGIC):
-        return _unxerial(data, limit)
-    if cramjam.snappy.decompress_raw_len(data) > limit:
-        raise _too_large()
-    return bytes(cramjam.snappy.decompress_raw(data))
+        yield from _unxerial(data)
+    else:
+        yield _snappy_block(data)
 
 
-def _unxerial(data: bytes, limit: int) -> bytes:
+def _snappy_block(block: bytes | memoryview) -> bytes:
     import cramjam
 
-    parts = []
-    total = 0
+    if cramjam.snappy.decompress_raw_len(block) > _SNAPPY_MAX_RATIO * len(block) + 16:
+        raise DecompressionError("snappy block claims more than its bytes can hold")
+    return bytes(cramjam.snappy.decompress_raw(block))
+
+
+def _unxerial(data: bytes) -> Iterator[bytes]:
     pos = len(_XERIAL_HEADER)  # magic (8) + version (4) + compatible version (4)
     while pos < len(data):
         if pos + 4 > len(data):
@@ -84,70 +106,123 @@ def _unxerial(data: bytes, limit: int) -> bytes:
         pos += 4
         if length < 0 or pos + length > len(data):
             raise DecompressionError("xerial snappy block runs past the payload")
-        block = memoryview(data)[pos : pos + length]
-        total += cramjam.snappy.decompress_raw_len(block)
-        if total > limit:
-            raise _too_large()
-        parts.append(bytes(cramjam.snappy.decompress_raw(block)))
+        yield _snappy_block(memoryview(data)[pos : pos + length])
         pos += length
-    return b"".join(parts)
 
 
-def _unlz4(data: bytes, limit: int) -> bytes:
+def _unlz4(data: bytes, chunk: int) -> Iterator[bytes]:
     import lz4.frame
 
     d = lz4.frame.LZ4FrameDecompressor()
-    out = d.decompress(data, max_length=limit + 1)
-    if len(out) > limit:
-        raise _too_large()
-    if not d.eof:
-        raise DecompressionError("truncated lz4 frame")
-    return bytes(out)
+    out = d.decompress(data, max_length=chunk)
+    while True:
+        if out:
+            yield bytes(out)
+        if d.eof:
+            return
+        if d.needs_input:
+            raise DecompressionError("truncated lz4 frame")
+        out = d.decompress(b"", max_length=chunk)
 
 
-def _unzstd(data: bytes, limit: int) -> bytes:
+def _unzstd(data: bytes, chunk: int) -> Iterator[bytes]:
     import zstandard
 
-    # The input goes in small pieces so that the output is checked against the limit as it
-    # grows (a zstd block of a few bytes may expand to 128 KiB); a truncated frame ends
-    # without eof.
     d = zstandard.ZstdDecompressor().decompressobj()
-    out = bytearray()
     view = memoryview(data)
-    for start in range(0, len(data), _ZSTD_INPUT_CHUNK):
-        out += d.decompress(view[start : start + _ZSTD_INPUT_CHUNK])
-        if len(out) > limit:
-            raise _too_large()
+    cuts = _zstd_cuts(data)
+    if cuts is None:
+        cuts = list(range(_ZSTD_PIECE, len(data) + _ZSTD_PIECE, _ZSTD_PIECE))
+    start = 0
+    for end in cuts:
+        out = d.decompress(view[start:end])
+        start = end
+        if out:
+            yield out
         if d.eof:
-            break
-    if not d.eof:
-        raise DecompressionError("truncated zstd frame")
-    return bytes(out)
+            return
+    raise DecompressionError("truncated zstd frame")
 
 
-_DECODERS = {GZIP: _gunzip, SNAPPY: _unsnappy, LZ4: _unlz4, ZSTD: _unzstd}
+def _zstd_cuts(data: bytes) -> list[int] | None:
+    """Where to cut a zstd frame so that each piece holds at most _ZSTD_BLOCKS blocks, from the
+    frame and block headers (RFC 8878, sections 3.1.1 and 3.1.1.2); None where the headers do
+    not describe one whole frame. Hand-written: python-zstandard decodes but does not expose the
+    block structure. Only the cuts come from here; the decoder checks everything itself."""
+    if len(data) < 6 or not data.startswith(_ZSTD_MAGIC):
+        return None
+    descriptor = data[4]
+    single_segment = descriptor >> 5 & 1
+    pos = 5 + (1 - single_segment)  # the window descriptor, absent for a single segment
+    pos += (0, 1, 2, 4)[descriptor & 3]  # dictionary id
+    pos += (single_segment, 2, 4, 8)[descriptor >> 6]  # frame content size
+    cuts = []
+    blocks = 0
+    while pos + 3 <= len(data):
+        header = int.from_bytes(data[pos : pos + 3], "little")
+        pos += 3 + (1 if header >> 1 & 3 == 1 else header >> 3)  # an RLE block holds one byte
+        blocks += 1
+        if header & 1:  # the last block; a checksum may follow
+            cuts.append(pos + (4 if descriptor & 0x04 else 0))
+            return cuts
+        if blocks % _ZSTD_BLOCKS == 0:
+            cuts.append(pos)
+    return None
 
 
-def decompress(
-    codec: int, data: bytes, limit: int = DEFAULT_DECOMPRESSED_LIMIT, *, magic: int = 2
-) -> bytes:
-    """Decode ``data``; DecompressionError if it does not decode or expands past ``limit``.
+_DECODERS: dict[int, Callable[[bytes, int], Iterator[bytes]]] = {
+    GZIP: _gunzip,
+    SNAPPY: _unsnappy,
+    LZ4: _unlz4,
+    ZSTD: _unzstd,
+}
 
-    ``magic`` is the message format the payload came in: v0 lz4 carries Kafka's wrong header
-    checksum, which is ignored.
+
+def stream(
+    codec: int,
+    data: bytes,
+    limit: int = DEFAULT_DECOMPRESSED_LIMIT,
+    *,
+    magic: int = 2,
+    chunk: int = CHUNK,
+) -> Iterator[bytes]:
+    """Decode ``data`` piece by piece, so that a caller that walks the output (produce
+    validation) holds one piece at a time rather than all a small hostile payload expands to.
+
+    Pieces are at most ``chunk`` bytes for gzip and lz4, one xerial block (or the whole raw
+    block, at most 22 times its size) for snappy, and at most 4 MiB for zstd. Raises
+    DecompressionError when the payload does not decode, is truncated, or its output passes
+    ``limit`` (raised before the piece that passes it is handed out). ``magic`` is the message
+    format the payload came in: v0 lz4 carries Kafka's wrong header checksum, which is ignored.
     """
     try:
         decoder = _DECODERS[codec]
     except KeyError:
         raise DecompressionError(f"unknown compression codec {codec}") from None
+    total = 0
     try:
         if codec == LZ4 and magic == 0:
             data = _fix_lz4_header_checksum(data)
-        return decoder(data, limit)
+        for piece in decoder(data, chunk):
+            total += len(piece)
+            if total > limit:
+                raise _too_large()
+            yield piece
     except DecompressionError:
         raise
     except Exception as e:  # each library raises its own types for bad input
         raise DecompressionError(f"{NAMES[codec]} payload does not decode: {e}") from e
+
+
+def decompress(
+    codec: int, data: bytes, limit: int = DEFAULT_DECOMPRESSED_LIMIT, *, magic: int = 2
+) -> bytes:
+    """Decode ``data`` whole; DecompressionError if it does not decode or expands past
+    ``limit``. ``magic`` as for ``stream``."""
+    pieces = list(stream(codec, data, limit, magic=magic))
+    if len(pieces) == 1:
+        return pieces[0]
+    return b"".join(pieces)
 
 
 def compress(codec: int, data: bytes, *, magic: int = 2) -> bytes:

@@ -122,7 +122,7 @@ def encode_produce(
 def encode_fetch(
     version: int,
     error_code: int,
-    topics: Sequence[tuple[str | uuid.UUID, Sequence[FetchPartition]]],
+    topics: Sequence[tuple[str | uuid.UUID | None, Sequence[FetchPartition]]],
 ) -> EncodedBody:
     """A FetchResponse body (throttle time 0, session id 0) for ``topics``: (name, or topic id
     from v13, and partitions) in order. Each partition's records are a buffer of their own in
@@ -139,6 +139,8 @@ def encode_fetch(
     for key, partitions in topics:
         if isinstance(key, uuid.UUID):
             head += key.bytes
+        elif key is None:  # v13+: the zero UUID (which decodes as None) names no topic
+            head += bytes(16)
         else:
             head += _string(key, flexible)
         head += _array_length(len(partitions), flexible)

@@ -136,7 +136,7 @@ def inner_messages(wrapper: Message, limit: int) -> list[Message]:
     if wrapper.value is None:
         raise rb.InvalidRecordBatch("compressed message with a null value")
     try:
-        data = compression.decompress(wrapper.codec, wrapper.value, limit, magic=wrapper.magic)
+        data = _inner_set(wrapper, limit)
     except compression.DecompressionError as e:
         raise rb.CorruptRecordBatch(str(e)) from e
     inner = list(iter_messages(data))
@@ -159,6 +159,26 @@ def inner_messages(wrapper: Message, limit: int) -> list[Message]:
             Message(offset, msg.magic, msg.attributes, timestamp, msg.key, msg.value, msg.size)
         )
     return out
+
+
+def _inner_set(wrapper: Message, limit: int) -> bytes:
+    """The decompressed value of a wrapper, read piece by piece and checked as it comes: at the
+    first message that cannot be whole (a size below the minimum) decompression stops, and
+    iter_messages then refuses what came, in order. A few KiB that expand to junk cost a piece
+    of memory, not the limit; messages that are whole are held, since they are converted."""
+    assert wrapper.value is not None
+    data = bytearray()
+    pos = 0  # the first message not yet seen whole
+    for piece in compression.stream(wrapper.codec, wrapper.value, limit, magic=wrapper.magic):
+        data += piece
+        while len(data) - pos >= LOG_OVERHEAD:
+            (size,) = _INT32.unpack_from(data, pos + 8)
+            if size < HEADER_SIZE[0]:
+                return bytes(data)
+            if pos + LOG_OVERHEAD + size > len(data):
+                break
+            pos += LOG_OVERHEAD + size
+    return bytes(data)
 
 
 # --- Produce: v0/v1 message sets up to a v2 batch -------------------------------------------

@@ -23,6 +23,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
+from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_writer
 from kio.serial._introspect import (
     PrimitiveField,
@@ -145,25 +146,37 @@ _HAND_DECODERS: dict[int, Callable[[bytes, int, int], Any]] = {
 }
 
 
-@cache
+# The lowest and highest request version kio has a schema for, per API key it knows.
+_KIO_VERSIONS = {
+    key: (min(schema_name_map[name]), max(schema_name_map[name]))
+    for key, name in api_key_map.items()
+}
+
+
 def is_flexible(api_key: int, version: int) -> bool:
     """Whether a request version uses the flexible (compact, tagged) encoding.
 
     For versions above what kio knows (ApiVersions from a newer client) the highest known
-    version's answer stands: flexibility never goes away once introduced.
+    version's answer stands: flexibility never goes away once introduced. Versions below the
+    lowest (the ones Kafka 4 removed, kpy.protocol.legacy's) and unknown keys are not flexible.
+    A header is read before its key and version are checked, so nothing here may cost more, or
+    remember more, for a key or version that does not exist (a fuzzer found a header with an
+    unknown key and version 32767 taking 32767 schema look-ups and 5 MB of cache).
     """
     first = _FLEXIBLE_FROM.get(api_key)
     if first is not None:
         return version >= first
+    lowest, highest = _KIO_VERSIONS.get(api_key, (0, -1))
+    version = min(version, highest)
+    if version < lowest:
+        return False
+    return _flexible(api_key, version)
+
+
+@cache
+def _flexible(api_key: int, version: int) -> bool:
     cls = request_type(api_key, version)
-    if cls is None:
-        v = version
-        while v > 0 and cls is None:
-            v -= 1
-            cls = request_type(api_key, v)
-        if cls is None:
-            return False
-    return bool(cls.__flexible__)
+    return cls is not None and bool(cls.__flexible__)
 
 
 def parse_header(frame: bytes) -> RequestHeader:
@@ -242,7 +255,11 @@ def _safe_field_reader(f: dataclasses.Field[Any], flexible: bool, is_tag: bool) 
     kind = classify_field(f)
     inner: Reader
     if isinstance(kind, PrimitiveField | PrimitiveTupleField):
-        inner = get_reader(get_schema_field_type(f), flexible, optional and not kind.is_array)
+        schema_type = get_schema_field_type(f)
+        if schema_type == "timedelta_i64" and not optional:
+            inner = _read_timedelta_i64
+        else:
+            inner = get_reader(schema_type, flexible, optional and not kind.is_array)
     else:
         inner = _safe_reader(kind.type_)
         if optional and not kind.is_array:
@@ -250,6 +267,23 @@ def _safe_field_reader(f: dataclasses.Field[Any], flexible: bool, is_tag: bool) 
     if kind.is_array:
         return _array(inner, flexible, optional)
     return inner
+
+
+_I64 = struct.Struct(">q")
+_TIMEDELTA_MAX_MS = datetime.timedelta.max // datetime.timedelta(milliseconds=1)
+_TIMEDELTA_MIN_MS = datetime.timedelta.min // datetime.timedelta(milliseconds=1)
+
+
+def _read_timedelta_i64(buf: bytes, pos: int) -> tuple[datetime.timedelta, int]:
+    """An int64 of milliseconds as a timedelta, as kio reads it, except that a value past what a
+    timedelta holds (Long.MAX_VALUE, "forever", included) is held at the largest one: Kafka
+    takes any long there (OffsetCommit v2-v4's retention time), where kio's reader raises and
+    the connection would close. A fuzzer found it."""
+    if len(buf) - pos < 8:
+        raise ProtocolError("int64 runs past the frame")
+    (ms,) = _I64.unpack_from(buf, pos)
+    ms = max(_TIMEDELTA_MIN_MS, min(ms, _TIMEDELTA_MAX_MS))
+    return datetime.timedelta(milliseconds=ms), 8
 
 
 def _array(item: Reader, flexible: bool, nullable: bool) -> Reader:

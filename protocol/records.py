@@ -300,44 +300,132 @@ def check_compressed_records(batch: bytes | bytearray | memoryview, limit: int) 
     """Decompress one compressed v2 batch and walk its records, as Kafka's LogValidator does on
     produce; return the largest record timestamp.
 
+    The payload is decompressed and walked piece by piece (kpy.protocol.compression.stream), as
+    Kafka streams it, so that what a batch expands to is never held at once: a 1 KiB batch whose
+    payload expands to its limit costs one piece of memory, not the limit.
+
     Raises DecompressionError (kpy.protocol.compression) when the payload does not decode or
     expands past ``limit``, InvalidRecordBatch when the records do not match the header: their
     count, their lengths, offset deltas other than 0, 1, 2... (Kafka rewrites such a batch;
     kpy refuses it).
     """
-    from kpy.protocol.compression import decompress
+    from kpy.protocol.compression import stream
 
     header = read_header(batch, 0)
-    payload = decompress(
-        header.compression, bytes(memoryview(batch)[HEADER_SIZE : header.size]), limit
-    )
-    return _walk_records(payload, header.records_count, header.base_timestamp)
+    payload = bytes(memoryview(batch)[HEADER_SIZE : header.size])
+    pieces = stream(header.compression, payload, limit)
+    return _walk_records(pieces, header.records_count, header.base_timestamp)
 
 
-def _walk_records(payload: bytes, count: int, base_ts: int) -> int:
+def keyless_records(batch: bytes | bytearray | memoryview, limit: int) -> list[int]:
+    """The indexes of the records without a key in one v2 batch, for Kafka's
+    LogValidator.validateKey on compacted topics. Walked as a stream, as check_compressed_records
+    walks, holding no record: a batch of many small records costs no more than one piece.
+
+    Raises InvalidRecordBatch when the records do not fill the batch as their lengths and count
+    say (Kafka's "Incorrect declared batch size"), DecompressionError as ``stream``.
+    """
+    from kpy.protocol.compression import stream
+
+    header = read_header(batch, 0)
+    payload = bytes(memoryview(batch)[HEADER_SIZE : header.size])
+    pieces = stream(header.compression, payload, limit) if header.compression else iter((payload,))
+    keyless: list[int] = []
+    _walk_records(pieces, header.records_count, header.base_timestamp, keyless)
+    return keyless
+
+
+# The most bytes a record's head takes: length (varint), attributes, timestamp delta (varlong),
+# offset delta (varint), key length (varint). A piece is walked while this much of it is left
+# (or it is the last).
+_RECORD_HEAD_MAX = 5 + 1 + 10 + 5 + 5
+
+
+def _walk_records(
+    pieces: Iterator[bytes], count: int, base_ts: int, keyless: list[int] | None = None
+) -> int:
     # The hot loop of produce validation: each record's length, timestamp delta and offset
     # delta, read with kio's varint readers (native code, a third faster than decoding the
-    # bytes here); the key, value and headers are stepped over by the length.
+    # bytes here); the key, value and headers are stepped over by the length, across pieces
+    # where a record runs past the one at hand (``skip``). The walk holds the piece at hand and
+    # never copies one: a record's head cut by a piece's end is joined with the next piece's
+    # first bytes only, the rest of that piece walked after them (``rest``). With ``keyless``,
+    # the walk collects the indexes of records whose key is null instead of checking the offset
+    # deltas (Kafka checks those of compressed batches only).
+    buf: bytes | memoryview = b""
     pos = 0
-    end = len(payload)
+    skip = 0  # bytes of the current record still to come in later pieces (then buf is empty)
+    rest: memoryview | None = None  # what is left of a piece whose start was joined to a head
+    last = False  # no piece is left: what buf holds is all there is
+    index = 0
     max_delta = -1 << 63
-    try:
-        for index in range(count):
-            length, size = read_signed_varint(payload, pos)
-            pos += size
-            record_end = pos + length
-            if length < 6 or record_end > end:
-                raise InvalidRecordBatch("Incorrect declared batch size, premature EOF reached")
-            ts_delta, size = read_signed_varlong(payload, pos + 1)  # past the attributes
-            offset_delta, _ = read_signed_varint(payload, pos + 1 + size)
-            if offset_delta != index:
-                raise InvalidRecordBatch("record offset deltas are not consecutive from 0")
-            if ts_delta > max_delta:
-                max_delta = ts_delta
-            pos = record_end
-    except (DecodeError, ValueError):  # truncated, or a varint longer than its type allows
-        raise InvalidRecordBatch("Incorrect declared batch size, premature EOF reached") from None
-    if pos != end:
+    premature = "Incorrect declared batch size, premature EOF reached"
+    misnumbered = ""  # the error of a record cut by a piece's end, if its length proves true
+    while index < count:
+        if skip or (not last and len(buf) - pos < _RECORD_HEAD_MAX):
+            piece: bytes | memoryview | None = rest
+            if rest is None:
+                piece = next(pieces, None)
+            rest = None
+            if piece is None:
+                if skip:
+                    raise InvalidRecordBatch(premature)
+                last = True
+            elif skip >= len(piece):
+                skip -= len(piece)
+                if not skip and misnumbered:
+                    raise InvalidRecordBatch(misnumbered)
+            elif skip:
+                if misnumbered:
+                    raise InvalidRecordBatch(misnumbered)
+                buf, pos, skip = memoryview(piece)[skip:], 0, 0
+            elif pos < len(buf):  # a head cut short: join it to the piece's first bytes
+                joined = _RECORD_HEAD_MAX * 2
+                buf, pos = bytes(buf[pos:]) + bytes(piece[:joined]), 0
+                if len(piece) > joined:
+                    rest = memoryview(piece)[joined:]
+            else:
+                buf, pos = piece, 0
+            continue
+        end = len(buf)
+        try:
+            while index < count and (last or end - pos >= _RECORD_HEAD_MAX):
+                length, size = read_signed_varint(buf, pos)
+                pos += size
+                record_end = pos + length
+                if length < 6 or (last and record_end > end):
+                    raise InvalidRecordBatch(premature)
+                ts_delta, size = read_signed_varlong(buf, pos + 1)  # past the attributes
+                offset_delta, delta_size = read_signed_varint(buf, pos + 1 + size)
+                if keyless is not None:
+                    key_length, _ = read_signed_varint(buf, pos + 1 + size + delta_size)
+                    if key_length < 0:
+                        keyless.append(index)
+                elif offset_delta != index:
+                    if record_end <= end:
+                        raise InvalidRecordBatch("record offset deltas are not consecutive from 0")
+                    # As for a whole payload: premature if the record's bytes fall short.
+                    misnumbered = "record offset deltas are not consecutive from 0"
+                if ts_delta > max_delta:
+                    max_delta = ts_delta
+                index += 1
+                if record_end > end:
+                    buf, pos, skip = b"", 0, record_end - end
+                    break
+                pos = record_end
+        except (DecodeError, ValueError):  # truncated, or a varint longer than its type allows
+            raise InvalidRecordBatch(premature) from None
+    # Every record is there; nothing may follow the last one (nor may it be cut short).
+    left = len(buf) - pos - skip + (len(rest) if rest is not None else 0)
+    for piece in pieces:
+        left += len(piece)
+        if misnumbered and left >= 0:
+            raise InvalidRecordBatch(misnumbered)
+    if left < 0:
+        raise InvalidRecordBatch(premature)
+    if misnumbered:
+        raise InvalidRecordBatch(misnumbered)
+    if left > 0:
         raise InvalidRecordBatch("Incorrect declared batch size, records still remaining")
     return base_ts + max_delta if count else NO_TIMESTAMP
 

@@ -3,9 +3,10 @@
 Checks and messages as Kafka's controller (ReplicationControlManager.createPartitions): the
 topic must exist, the count must increase, manual assignments must cover exactly the new
 partitions and name this broker only; a name given twice is INVALID_REQUEST. validate_only
-checks without creating. New partitions are empty and start at offset 0. After the duplicates,
-each topic needs ALTER on it (kpy.acl), else TOPIC_AUTHORIZATION_FAILED (no message, as Kafka's
-controller answers).
+checks without creating. New partitions are empty and start at offset 0. More than 10,000 new
+partitions in one request fail it whole with POLICY_VIOLATION, as Kafka's controller bounds the
+records of one request. After the duplicates, each topic needs ALTER on it (kpy.acl), else
+TOPIC_AUTHORIZATION_FAILED (no message, as Kafka's controller answers).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kio.schema.errors import ErrorCode
 from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import make, response_module
+from kpy.topics import EXCESSIVE_BATCH, MAX_RECORDS_PER_USER_OP
 
 if TYPE_CHECKING:
     from kpy.broker import RequestContext
@@ -35,13 +37,22 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         if n > 1
     ]
     alterable = broker.authorizer.allowed(ctx, AclOperation.ALTER, ResourceType.TOPIC, counts)
-    for topic in request.topics:
-        if counts[topic.name] > 1:
-            continue
-        if topic.name not in alterable:
-            results.append((topic.name, ErrorCode.topic_authorization_failed, None))
-            continue
-        error, message = _check(ctx, topic)
+    unique = [t for t in request.topics if counts[t.name] == 1]
+    results += [
+        (t.name, ErrorCode.topic_authorization_failed, None)
+        for t in unique
+        if t.name not in alterable
+    ]
+    checked = [(t, _check(ctx, t)) for t in unique if t.name in alterable]
+    added = sum(
+        t.count - info.partitions
+        for t, (error, _) in checked
+        if error is ErrorCode.none and (info := broker.logs.topic(t.name)) is not None
+    )
+    if added > MAX_RECORDS_PER_USER_OP:  # one PartitionRecord each, in Kafka's controller
+        results += [(t.name, ErrorCode.policy_violation, EXCESSIVE_BATCH) for t, _ in checked]
+        return _response(ctx, results)
+    for topic, (error, message) in checked:
         if error is ErrorCode.none and not request.validate_only:
             async with broker.admin_lock:
                 # On the loop thread: no request sees the topic grown before its logs exist.

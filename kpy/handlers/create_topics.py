@@ -4,7 +4,9 @@ Checks in Kafka's order and with its messages: a legal name, not already there, 
 with a name that differs only by '.' and '_', partitions and replication factor (v4+ take -1 for
 the broker defaults; a factor above 1 cannot be met by one broker), manual assignments that name
 this broker only, known config names. validate_only checks without creating. v5+ answers with the
-partition count, replication factor and the topic's configs.
+partition count, replication factor and the topic's configs. A request whose topics would take
+Kafka's controller more than 10,000 metadata records fails whole with POLICY_VIOLATION, as there
+(counting the topics the client may create).
 
 Authorization (kpy.acl), as Kafka's controller (ControllerApis.createTopics): after the
 duplicates, each topic needs CREATE on the cluster or on itself, else TOPIC_AUTHORIZATION_FAILED
@@ -23,6 +25,7 @@ from kio.schema.errors import ErrorCode
 from kpy.acl import AclOperation, ResourceType
 from kpy.handlers.registry import error_response, handles
 from kpy.protocol.messages import has_field, make, response_module
+from kpy.topics import EXCESSIVE_BATCH, MAX_RECORDS_PER_USER_OP, name_error
 
 if TYPE_CHECKING:
     from kpy.broker import RequestContext
@@ -46,6 +49,18 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     describable = auth.allowed(
         ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, names, log_denied=False
     )
+    unique = [t for t in request.topics if counts[t.name] == 1]
+    if sum(_records_of(broker, t) for t in unique if t.name in creatable) > MAX_RECORDS_PER_USER_OP:
+        for t in unique:
+            if t.name in creatable:
+                results.append(_result(mod, t.name, ErrorCode.policy_violation, EXCESSIVE_BATCH))
+            else:
+                results.append(
+                    _result(
+                        mod, t.name, ErrorCode.topic_authorization_failed, "Authorization failed."
+                    )
+                )
+        return make(mod.CreateTopicsResponse, throttle_time=0, topics=tuple(results))
     for topic in request.topics:
         if counts[topic.name] > 1:
             continue
@@ -85,6 +100,17 @@ def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     mod = response_module(KEY, ctx.version)
     results = tuple(_result(mod, t.name, error, None) for t in request.topics)
     return make(mod.CreateTopicsResponse, throttle_time=0, topics=results)
+
+
+def _records_of(broker: Any, topic: Any) -> int:
+    """The metadata records Kafka's controller would write to create ``topic``: the topic, each
+    partition, each config; none for a topic it refuses by name or that exists."""
+    if name_error(topic.name) is not None or broker.logs.topic(topic.name) is not None:
+        return 0
+    partitions = len(topic.assignments) if topic.assignments else topic.num_partitions
+    if partitions == -1:
+        partitions = broker.config.get_int("num.partitions")
+    return 1 + partitions + len(topic.configs) if partitions > 0 else 0
 
 
 def _assignment_problem(topic: Any, node_id: int) -> tuple[ErrorCode, str] | None:

@@ -216,7 +216,7 @@ async def _read_all(
                 answer_now = True
             if data:
                 min_one = False
-                remaining -= len(data)
+                remaining = max(0, remaining - len(data))  # as Kafka's ReplicaManager
                 total += len(data)
             aborted: list[tuple[int, int]] | None = None
             if read_committed:
@@ -274,7 +274,13 @@ async def _read_partition(
     """``upper``: read only batches below it (read_committed: the last stable offset)."""
     if not log.log_start_offset <= offset <= log.log_end_offset:
         return ErrorCode.offset_out_of_range, b""
-    if offset == log.log_end_offset or (limit <= 0 and not min_one):
+    if offset == log.log_end_offset:
+        return ErrorCode.none, b""
+    if limit < 0:
+        # A negative max_bytes or partition_max_bytes: Kafka's LogSegment.read refuses it
+        # (IllegalArgumentException), which ReplicaManager answers for the partition alone.
+        return ErrorCode.unknown_server_error, b""
+    if limit == 0 and not min_one:
         return ErrorCode.none, b""
     if upper is not None and offset >= upper:
         return ErrorCode.none, b""

@@ -39,6 +39,12 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(KEY, ctx.version)
     logs = broker.logs
+    if ctx.version < 12 and any(
+        t.name is None or getattr(t, "topic_id", None) is not None for t in request.topics or ()
+    ):
+        # KafkaApis: v10-v11 carry topic ids but may use neither them nor null names; an
+        # InvalidRequestException, answered with INVALID_REQUEST for every topic.
+        return _error_response(ctx, request, ErrorCode.invalid_request)
 
     auth = broker.authorizer
     all_topics = request.topics is None or (ctx.version == 0 and not request.topics)
@@ -168,8 +174,10 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
     mod = response_module(KEY, ctx.version)
+    # As Kafka's MetadataRequest.getErrorResponse: a null name is answered as "".
     topics = tuple(
-        _topic_error(mod, t.name, getattr(t, "topic_id", None), error) for t in request.topics or ()
+        _topic_error(mod, t.name if t.name is not None else "", getattr(t, "topic_id", None), error)
+        for t in request.topics or ()
     )
     return make(
         mod.MetadataResponse,
