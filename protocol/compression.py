@@ -56,11 +56,11 @@ def _too_large() -> DecompressionError:
 CHUNK = 256 * 1024
 # zstd's decoder has no bound on the output of one call, but no block expands past 128 KiB: the
 # input is fed at most this many blocks at a time (found by walking the frame's block headers),
-# at most 4 MiB out per call (which python-zstandard joins from its parts: twice that at the
+# at most 2 MiB out per call (which python-zstandard joins from its parts: twice that at the
 # peak). Where the walk cannot follow the frame (a truncated or unusual one), the input goes in
-# pieces of _ZSTD_PIECE bytes, which hold at most 33 blocks (none takes fewer than 4 bytes).
-_ZSTD_BLOCKS = 32
-_ZSTD_PIECE = 128
+# pieces of _ZSTD_PIECE bytes, which hold at most 17 blocks (none takes fewer than 4 bytes).
+_ZSTD_BLOCKS = 16
+_ZSTD_PIECE = 64
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # No snappy element expands more than a 3-byte copy of 64 bytes: a raw block claiming more than
 # this many times its size (plus its length header) is corrupt, and is refused before the codec
@@ -190,7 +190,7 @@ def stream(
     validation) holds one piece at a time rather than all a small hostile payload expands to.
 
     Pieces are at most ``chunk`` bytes for gzip and lz4, one xerial block (or the whole raw
-    block, at most 22 times its size) for snappy, and at most 4 MiB for zstd. Raises
+    block, at most 22 times its size) for snappy, and at most 2 MiB for zstd. Raises
     DecompressionError when the payload does not decode, is truncated, or its output passes
     ``limit`` (raised before the piece that passes it is handed out). ``magic`` is the message
     format the payload came in: v0 lz4 carries Kafka's wrong header checksum, which is ignored.

@@ -19,7 +19,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for target, count in sorted(COUNTS.items()):
         peak = f"{PEAKS[target] // 1024:>10}" if target in PEAKS else ""
         terminalreporter.write_line(f"{target:40} {count:>10} {peak}")
-    terminalreporter.write_line(f"{'total':40} {sum(COUNTS.values()):>10}")
+    total = sum(n for target, n in COUNTS.items() if " (" not in target)  # not the breakdowns
+    terminalreporter.write_line(f"{'total':40} {total:>10}")
     _write_counts()
 
 
