@@ -315,13 +315,19 @@ _SECRET_SUFFIXES = (
 
 
 def is_sensitive(name: str) -> bool:
-    """Whether DescribeConfigs hides ``name``'s value, as Kafka hides PASSWORD settings; a
-    listener-prefixed (listener.name.<l>.<key>) setting kpy does not know is hidden too, as
-    Kafka hides settings whose type it cannot tell."""
+    """Whether DescribeConfigs hides ``name``'s value, as Kafka hides PASSWORD settings. A
+    listener-prefixed setting (listener.name.<l>.<key>, or .<mechanism>.<key> for SASL) is
+    judged by its key, as Kafka types it; one whose key kpy does not know is hidden, as Kafka
+    hides settings whose type it cannot tell."""
+    if name.endswith(_SECRET_SUFFIXES):
+        return True
     definition = BROKER_CONFIGS.get(name)
     if definition is not None:
         return definition.type is ConfigType.PASSWORD
-    return name.endswith(_SECRET_SUFFIXES) or name.startswith("listener.name.")
+    if name.startswith("listener.name."):
+        parts = name.split(".")[3:]  # after listener.name.<listener>
+        return not any(".".join(parts[i:]) in BROKER_CONFIGS for i in range(len(parts)))
+    return False
 
 
 def describe_broker(config: BrokerConfig, per_broker: bool) -> list[Entry]:

@@ -406,6 +406,9 @@ def test_secrets_are_hidden_from_describe_configs_and_the_log(secure: SecureBrok
     assert configs["kpy.add.scram"].is_sensitive and configs["kpy.add.scram"].value is None
     assert configs["ssl.key.password"].is_sensitive
     assert configs["ssl.keystore.location"].value == str(secure.certs.server.both)
+    # A listener's own setting is judged by its key, as Kafka types it: not a secret.
+    client_auth = configs["listener.name.ssl.ssl.client.auth"]
+    assert not client_auth.is_sensitive and client_auth.value == "required"
     log = secure.proc.log_text()
     for secret in [*PLAIN_USERS.values(), *SCRAM_USERS.values()]:
         assert secret not in log

@@ -56,6 +56,10 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         changes.append((entity, ops))
     if changes and not request.validate_only:
         ctx.broker.quotas.alter(changes)
+    return _response(ctx, [(key, code, message) for key, (code, message) in results.items()])
+
+
+def _response(ctx: RequestContext, entries: list[tuple[Entity, ErrorCode, str | None]]) -> Any:
     mod = response_module(KEY, ctx.version)
     return make(
         mod.AlterClientQuotasResponse,
@@ -65,29 +69,19 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 mod.EntryData,
                 error_code=code,
                 error_message=message,
-                entity=tuple(make(mod.EntityData, entity_type=t, entity_name=n) for t, n in key),
+                entity=tuple(make(mod.EntityData, entity_type=t, entity_name=n) for t, n in entity),
             )
-            for key, (code, message) in results.items()
+            for entity, code, message in entries
         ),
     )
 
 
 @error_response(KEY)
 def _error_response(ctx: RequestContext, request: Any, error: ErrorCode) -> Any:
-    mod = response_module(KEY, ctx.version)
-    return make(
-        mod.AlterClientQuotasResponse,
-        throttle_time=0,
-        entries=tuple(
-            make(
-                mod.EntryData,
-                error_code=error,
-                error_message=None,
-                entity=tuple(
-                    make(mod.EntityData, entity_type=e.entity_type, entity_name=e.entity_name)
-                    for e in entry.entity
-                ),
-            )
+    return _response(
+        ctx,
+        [
+            (tuple((e.entity_type, e.entity_name) for e in entry.entity), error, None)
             for entry in request.entries
-        ),
+        ],
     )
