@@ -117,10 +117,15 @@ def reader(bootstrap: str, isolation: str, **config: str | int | bool) -> Consum
 
 
 def read_until(
-    consumer: Consumer, topic: str, ends: Sequence[int], got: dict[int, Records] | None = None
+    consumer: Consumer,
+    topic: str,
+    ends: Sequence[int],
+    got: dict[int, Records] | None = None,
+    keys: dict[int, list[bytes | None]] | None = None,
 ) -> dict[int, Records]:
     """Poll ``consumer`` (assigned to ``topic``) until every partition p reports its end at or
-    past ``ends[p]``; the records it got, per partition, added to ``got``."""
+    past ``ends[p]``; the records it got, per partition, added to ``got`` (and their keys to
+    ``keys``, when given, in the same order)."""
     got = got if got is not None else {p: [] for p in range(len(ends))}
     at_end: dict[int, int] = {}
     deadline = time.monotonic() + WAIT
@@ -139,6 +144,8 @@ def read_until(
             raise KafkaException(err)
         at_end.pop(msg.partition(), None)
         got[msg.partition()].append((msg.offset(), msg.value()))
+        if keys is not None:
+            keys.setdefault(msg.partition(), []).append(msg.key())
     return got
 
 
@@ -152,6 +159,21 @@ def read_all(bootstrap: str, topic: str, partitions: int, isolation: str) -> dic
         return read_until(consumer, topic, ends)
     finally:
         consumer.close()
+
+
+def read_all_keyed(
+    bootstrap: str, topic: str, partitions: int, isolation: str
+) -> dict[int, list[tuple[bytes | None, bytes]]]:
+    """As read_all, the records as (key, value)."""
+    ends = end_offsets(bootstrap, topic, partitions, isolation)
+    consumer = reader(bootstrap, isolation)
+    keys: dict[int, list[bytes | None]] = {p: [] for p in range(partitions)}
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        got = read_until(consumer, topic, ends, keys=keys)
+    finally:
+        consumer.close()
+    return {p: list(zip(keys[p], vals, strict=True)) for p, vals in values(got).items()}
 
 
 def values(records: dict[int, Records]) -> dict[int, list[bytes]]:
