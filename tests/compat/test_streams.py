@@ -43,7 +43,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from compat.conftest import VERSIONS
 from compat.java_app import JavaApp
 from compat.steps import Broker
-from compat.tools import ROOT, libs, missing
+from compat.tools import ROOT, Tools, libs, missing
 from compat.txn_steps import (
     READ_COMMITTED,
     READ_UNCOMMITTED,
@@ -158,12 +158,15 @@ def apps(broker: Broker) -> Iterator[list[StreamsApp]]:
 
 
 def wait_group_empty(bootstrap: str, group: str) -> None:
+    """Until the group has no members (a stopped instance's session has expired)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while True:
         (described,) = admin.describe_consumer_groups([group]).values()
-        if not described.result().members:
+        members = described.result().members
+        if not members:
             return
+        assert time.monotonic() < deadline, f"{group} still has members: {members}"
         time.sleep(0.5)
 
 
@@ -284,6 +287,47 @@ def test_wordcount_demo_counts_and_restores_its_store_from_the_changelog(
 
     # Counts that started again from 1 after the restart would show here.
     assert updates(bootstrap, "streams-wordcount-output") == running_counts(words)
+
+
+def test_application_reset_tool_reprocesses_the_input(
+    broker: Broker, version: str, tmp_path: Path, apps: list[StreamsApp]
+) -> None:
+    """kafka-streams-application-reset (StreamsResetter) on a stopped application: its input
+    offsets back to the start and its internal topics deleted; run again on a clean local state,
+    WordCount counts the whole input anew, after what it wrote the first time."""
+    bootstrap = broker.bootstrap
+    app_id = "wordcount-reset"
+    create_topics(bootstrap, "streams-plaintext-input", "streams-wordcount-output",
+                  partitions=PARTITIONS)  # fmt: skip
+    app = StreamsApp(version, WORDCOUNT, tmp_path,
+                     streams_settings(broker, app_id, "at_least_once", tmp_path))  # fmt: skip
+    apps.append(app)
+    text = lines(random.Random(app_id), 60)
+    produce(bootstrap, "streams-plaintext-input", [(None, line, None) for line in text])
+    words = Counter(w for line in text for w in line.split())
+    run_until(app, bootstrap, {"streams-wordcount-output": words.total()})
+
+    # The tool refuses while the group has members; Streams' do not leave on close.
+    wait_group_empty(bootstrap, app_id)
+    internal = {f"{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000003-{kind}"
+                for kind in ("changelog", "repartition")}  # fmt: skip
+    assert internal <= topics(bootstrap)
+    out = Tools(version).ok("kafka-streams-application-reset", "--bootstrap-server", bootstrap,
+                            "--application-id", app_id,
+                            "--input-topics", "streams-plaintext-input")  # fmt: skip
+    assert "Topic: streams-plaintext-input Partition: 1 Offset: 0" in out, out
+    assert not internal & topics(bootstrap)
+
+    shutil.rmtree(app.state_dir)
+    run_until(app, bootstrap, {"streams-wordcount-output": 2 * words.total()})
+    again = running_counts(words)
+    assert updates(bootstrap, "streams-wordcount-output") == {
+        word: counts + counts for word, counts in again.items()
+    }
+
+
+def topics(bootstrap: str) -> set[str]:
+    return set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=WAIT).topics)
 
 
 # --- PageViewStats ----------------------------------------------------------------------------
