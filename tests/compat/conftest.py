@@ -122,3 +122,7 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KpyProces
         yield proc
     finally:
         proc.stop()
+    # Whatever the clients and tools sent, kpy answered it: a handler's traceback is a bug even
+    # when the scenario passed.
+    log = proc.log_text()
+    assert "Traceback" not in log and "unexpected error" not in log, log[-5000:]
