@@ -12,13 +12,17 @@ What Connect asks of a broker beyond a plain client's:
 - distributed: the worker creates its config, offset and status topics itself (compacted, with
   the partition counts it asks for, checked with DescribeConfigs, as the worker checks them too),
   keeps everything in them (a restarted worker finds its connectors and offsets there), and joins
-  a group of protocol type ``connect`` (protocol ``sessioned``) whose leader assigns the work.
-  The REST API stops a connector and rewrites its sink offsets (KIP-875), which the worker does
-  with AlterConsumerGroupOffsets on the then empty group.
+  a group of protocol type ``connect`` whose leader assigns the work. The REST API stops a
+  connector and rewrites its sink offsets (KIP-875), which the worker does with
+  AlterConsumerGroupOffsets on the then empty group.
+- two workers: each offers the protocols its ``connect.protocol`` allows (sessioned, compatible,
+  default), and the broker picks the one every member supports by their votes; a worker that
+  leaves (LeaveGroup) starts a rebalance that hands its work to the other.
 - exactly-once source support (KIP-618): each source task writes its records and offsets in
   transactions (transactional id ``<group>-<connector>-<task>``), the leader writes the config
-  topic transactionally and everyone reads it read_committed; a worker killed (SIGKILL) and
-  started again fences the old producer and goes on without a duplicate.
+  topic transactionally and everyone reads it read_committed; a worker killed (SIGKILL) with a
+  transaction open is fenced by its successor's InitProducerId, the open transaction aborted,
+  and every line is committed once.
 
 One Connect release runs (the first of KAFKA_TOOL_VERSIONS): the runtime's JVMs are the cost
 here, and the broker's side does not change with the client release. Waits poll the files, the
@@ -55,18 +59,22 @@ pytestmark = pytest.mark.timeout(300)
 # The longest a step waits for Connect (a JVM start, a rebalance, a file copied).
 CONNECT_WAIT = 90.0
 
-# Connect's INFO log (kafka-tool keeps the JVM at WARN): the failure message shows its tail.
-INFO_LOG = {"KAFKA_OPTS": "-Dorg.slf4j.simpleLogger.defaultLogLevel=info"}
+# Connect's INFO log, timed (kafka-tool keeps the JVM at WARN): a failure shows its tail.
+INFO_LOG = {
+    "KAFKA_OPTS": "-Dorg.slf4j.simpleLogger.defaultLogLevel=info"
+    " -Dorg.slf4j.simpleLogger.showDateTime=true"
+    " -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS"
+}
 
 STRING_CONVERTERS = {
     "key.converter": "org.apache.kafka.connect.storage.StringConverter",
     "value.converter": "org.apache.kafka.connect.storage.StringConverter",
 }
 
-# FileStreamSource counts its position in characters and skips bytes when it resumes: lines read
-# before a restart are ASCII, so that the two agree; the last ones carry UTF-8 through.
+# ASCII only: FileStreamSource counts its position in characters and skips that many bytes when it
+# resumes, so after a multi-byte character it would read part of a line again.
 FIRST = ["one", "two words", "three", "four", "5"]
-SECOND = ["six", "seven", "ünïcödé ✓"]
+SECOND = ["six", "seven", "eight"]
 
 
 @pytest.fixture
@@ -103,7 +111,8 @@ def free_port() -> int:
 
 
 def lines_of(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    """The complete lines of ``path`` (a line the sink is still writing is not one yet)."""
+    return path.read_text(encoding="utf-8").split("\n")[:-1] if path.exists() else []
 
 
 def append_lines(path: Path, lines: list[str]) -> None:
@@ -179,12 +188,14 @@ class Rest:
         return body
 
     def ready(self) -> bool:
-        """GET / answers JSON once the worker's herder runs (404 before, refused before that)."""
+        """The worker has started: its topics made and read, its group joined. GET / answers as
+        soon as the REST server runs, before that; GET /health (KIP-1017) answers 200 only once
+        the herder runs (it waits for it, then 503 while it is still starting)."""
         try:
-            status, body = self.call("GET", "/")
-        except (OSError, ValueError):
+            status, body = self.call("GET", "/health")
+        except (OSError, ValueError):  # not listening yet, or not JSON (Jetty's own 404 page)
             return False
-        return status == 200 and isinstance(body, dict) and "version" in body
+        return status == 200 and isinstance(body, dict) and body.get("status") == "healthy"
 
     def send(self, app: JavaApp, method: str, path: str, body: Any = None) -> Any:
         """A request that changes something; asked again while the worker answers that it is
@@ -220,6 +231,7 @@ class Rest:
 
 
 def connect_app(tools: Tools, tool: str, log: Path, *properties: Path) -> JavaApp:
+    """A Connect worker (``connect-standalone`` or ``connect-distributed``) logging at INFO."""
     return JavaApp(tools.version, tool, *map(str, properties), log_file=log, env=INFO_LOG)
 
 
@@ -283,25 +295,81 @@ def test_standalone_file_source_and_sink_resume_after_restart(
     assert committed(b, "connect-file-sink", topic) == len(FIRST + SECOND)
 
 
-def distributed_worker(
-    tmp_path: Path, bootstrap: str, group: str, port: int, **settings: str
-) -> Path:
-    return write_properties(tmp_path / "worker.properties", {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        **STRING_CONVERTERS,
-        "config.storage.topic": f"{group}-configs",
-        "offset.storage.topic": f"{group}-offsets",
-        "status.storage.topic": f"{group}-status",
-        # One broker: the default replication factor of 3 cannot be met.
-        "config.storage.replication.factor": "1",
-        "offset.storage.replication.factor": "1",
-        "status.storage.replication.factor": "1",
-        "listeners": f"http://127.0.0.1:{port}",
-        # Source offsets written every second rather than every minute, for GET .../offsets.
-        "offset.flush.interval.ms": "1000",
+class Worker:
+    """One distributed worker of group ``group``: its properties file, REST API and JVM. It makes
+    its topics itself, named after the group; ``start`` again after ``stop`` or ``kill`` is a
+    restart on the same settings."""
+
+    def __init__(
+        self, tools: Tools, apps: list[JavaApp], directory: Path, bootstrap: str, group: str,
+        **settings: str,
+    ) -> None:  # fmt: skip
+        self.tools = tools
+        self.apps = apps
+        self.directory = directory
+        self.port = free_port()
+        self.id = f"127.0.0.1:{self.port}"  # the worker id Connect reports in statuses
+        self.rest = Rest(self.port)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.properties = write_properties(directory / "worker.properties", {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            **STRING_CONVERTERS,
+            "config.storage.topic": f"{group}-configs",
+            "offset.storage.topic": f"{group}-offsets",
+            "status.storage.topic": f"{group}-status",
+            # One broker: the default replication factor of 3 cannot be met.
+            "config.storage.replication.factor": "1",
+            "offset.storage.replication.factor": "1",
+            "status.storage.replication.factor": "1",
+            "listeners": f"http://{self.id}",
+            # Source offsets written every second rather than every minute, for GET .../offsets.
+            "offset.flush.interval.ms": "1000",
+            **settings,
+        })  # fmt: skip
+        self.app: JavaApp | None = None
+
+    def start(self) -> JavaApp:
+        self.app = connect_app(self.tools, "connect-distributed", self.directory / "connect.log",
+                               self.properties)  # fmt: skip
+        self.apps.append(self.app)
+        self.app.start()
+        self.app.wait_until(self.rest.ready, "REST API", CONNECT_WAIT)
+        return self.app
+
+    @property
+    def running(self) -> JavaApp:
+        assert self.app is not None
+        return self.app
+
+    def send(self, method: str, path: str, body: Any = None) -> Any:
+        return self.rest.send(self.running, method, path, body)
+
+    def wait_for_state(self, name: str, connector: str, tasks: list[str]) -> None:
+        self.rest.wait_for_state(self.running, name, connector, tasks)
+
+
+def describe_group(bootstrap: str, group: str) -> Any:
+    """DescribeGroups v5 of one group (kio's answer: raw, since kafka-python decodes every
+    group's member metadata as the consumer protocol's)."""
+    with RawClient(bootstrap) as client:
+        request = build("describe_groups", 5, "DescribeGroupsRequest", groups=(group,))
+        (described,) = client.request(request).groups
+    assert described.error_code == 0, described
+    return described
+
+
+def file_source(path: Path, topic: str, **settings: str) -> dict[str, str]:
+    return {
+        "connector.class": "FileStreamSource", "file": str(path), "topic": topic,
+        # Connect creates the topic (CreateTopics) before the first record goes out.
+        "topic.creation.default.partitions": "1", "topic.creation.default.replication.factor": "1",
         **settings,
-    })  # fmt: skip
+    }  # fmt: skip
+
+
+def file_sink(path: Path, topic: str) -> dict[str, str]:
+    return {"connector.class": "FileStreamSink", "file": str(path), "topics": topic}
 
 
 def test_distributed_worker_topics_rest_and_restart(
@@ -313,46 +381,32 @@ def test_distributed_worker_topics_rest_and_restart(
     source_file, sink_file = tmp_path / "in.txt", tmp_path / "out.txt"
     topic = f"{group}-lines"
     append_lines(source_file, FIRST)
-    port = free_port()
-    rest = Rest(port)
-    worker = distributed_worker(tmp_path, b, group, port)
+    worker = Worker(tools, apps, tmp_path / "worker", b, group)
 
-    def worker_app() -> JavaApp:
-        app = connect_app(tools, "connect-distributed", tmp_path / "connect.log", worker)
-        apps.append(app)
-        app.start()
-        app.wait_until(rest.ready, "REST API", CONNECT_WAIT)
-        return app
-
-    app = worker_app()
+    app = worker.start()
     # The worker made its topics: compacted, with the partitions it asks for by default.
     assert partition_counts(b, configs, offsets, status) == {configs: 1, offsets: 25, status: 5}
     assert cleanup_policies(b, configs, offsets, status) == dict.fromkeys(
         (configs, offsets, status), "compact"
     )
 
-    rest.send(app, "POST", "/connectors", {"name": "file-source", "config": {
-        "connector.class": "FileStreamSource", "file": str(source_file), "topic": topic,
-        "topic.creation.default.partitions": "1", "topic.creation.default.replication.factor": "1",
-    }})  # fmt: skip
-    rest.send(app, "POST", "/connectors", {"name": "file-sink", "config": {
-        "connector.class": "FileStreamSink", "file": str(sink_file), "topics": topic,
-    }})  # fmt: skip
+    worker.send("POST", "/connectors", {"name": "file-source",
+                                        "config": file_source(source_file, topic)})  # fmt: skip
+    worker.send("POST", "/connectors", {"name": "file-sink", "config": file_sink(sink_file, topic)})
     wait_for_lines(app, sink_file, FIRST)
-    rest.wait_for_state(app, "file-source", "RUNNING", ["RUNNING"])
-    rest.wait_for_state(app, "file-sink", "RUNNING", ["RUNNING"])
-    assert sorted(rest.get("/connectors")) == ["file-sink", "file-source"]
+    worker.wait_for_state("file-source", "RUNNING", ["RUNNING"])
+    worker.wait_for_state("file-sink", "RUNNING", ["RUNNING"])
+    assert sorted(worker.rest.get("/connectors")) == ["file-sink", "file-source"]
 
-    # The workers' group, as the broker describes it: the protocol the worker chose first, and its
+    # The workers' group, as the broker describes it: the protocol the worker put first, and its
     # metadata (which carries the worker's URL for the leader).
-    with RawClient(b) as client:
-        request = build("describe_groups", 5, "DescribeGroupsRequest", groups=(group,))
-        (described,) = client.request(request).groups
-    assert (described.error_code, described.group_state) == (0, "Stable"), described
-    assert (described.protocol_type, described.protocol_data) == ("connect", "sessioned")
+    described = describe_group(b, group)
+    assert (described.group_state, described.protocol_type, described.protocol_data) == (
+        "Stable", "connect", "sessioned"
+    )  # fmt: skip
     (member,) = described.members
-    assert member.client_id == f"connect-127.0.0.1:{port}"
-    assert f"http://127.0.0.1:{port}/".encode() in member.member_metadata
+    assert member.client_id == f"connect-{worker.id}"
+    assert f"http://{worker.id}/".encode() in member.member_metadata
     admin = KafkaAdminClient(bootstrap_servers=b)
     try:
         listed = {g["group_id"]: g["protocol_type"] for g in admin.list_groups()}
@@ -360,27 +414,27 @@ def test_distributed_worker_topics_rest_and_restart(
         admin.close()
     assert (listed[group], listed["connect-file-sink"]) == ("connect", "consumer"), listed
 
-    # Offsets as the REST API reads them back: the source's from the offset topic (the byte
-    # position in the file), the sink's from its consumer group.
+    # Offsets as the REST API reads them back: the source's from the offset topic (its position
+    # in the file), the sink's from its consumer group.
     size = source_file.stat().st_size
     source_offsets = {"offsets": [{"partition": {"filename": str(source_file)},
                                    "offset": {"position": size}}]}  # fmt: skip
     sink_offsets = {"offsets": [{"partition": {"kafka_topic": topic, "kafka_partition": 0},
                                  "offset": {"kafka_offset": len(FIRST)}}]}  # fmt: skip
-    app.wait_until(lambda: rest.get("/connectors/file-source/offsets") == source_offsets,
+    app.wait_until(lambda: worker.rest.get("/connectors/file-source/offsets") == source_offsets,
                    "the source's offsets in the offset topic", CONNECT_WAIT)  # fmt: skip
-    app.wait_until(lambda: rest.get("/connectors/file-sink/offsets") == sink_offsets,
+    app.wait_until(lambda: worker.rest.get("/connectors/file-sink/offsets") == sink_offsets,
                    "the sink's committed offsets", CONNECT_WAIT)  # fmt: skip
 
     # Stop the sink and move its offset back to 2 (AlterConsumerGroupOffsets on the empty
     # group): resumed, it writes the records from offset 2 again.
-    rest.send(app, "PUT", "/connectors/file-sink/stop")
-    rest.wait_for_state(app, "file-sink", "STOPPED", [])
-    rest.send(app, "PATCH", "/connectors/file-sink/offsets", {"offsets": [{
+    worker.send("PUT", "/connectors/file-sink/stop")
+    worker.wait_for_state("file-sink", "STOPPED", [])
+    worker.send("PATCH", "/connectors/file-sink/offsets", {"offsets": [{
         "partition": {"kafka_topic": topic, "kafka_partition": 0}, "offset": {"kafka_offset": 2},
     }]})  # fmt: skip
     assert committed(b, "connect-file-sink", topic) == 2
-    rest.send(app, "PUT", "/connectors/file-sink/resume")
+    worker.send("PUT", "/connectors/file-sink/resume")
     copied = FIRST + FIRST[2:]
     wait_for_lines(app, sink_file, copied)
 
@@ -388,13 +442,75 @@ def test_distributed_worker_topics_rest_and_restart(
     # the offset topic: only the new lines come.
     app.stop()
     append_lines(source_file, SECOND)
-    app = worker_app()
-    assert sorted(rest.get("/connectors")) == ["file-sink", "file-source"]
+    app = worker.start()
+    assert sorted(worker.rest.get("/connectors")) == ["file-sink", "file-source"]
     wait_for_lines(app, sink_file, copied + SECOND)
-    rest.wait_for_state(app, "file-source", "RUNNING", ["RUNNING"])
-    rest.wait_for_state(app, "file-sink", "RUNNING", ["RUNNING"])
+    worker.wait_for_state("file-source", "RUNNING", ["RUNNING"])
+    worker.wait_for_state("file-sink", "RUNNING", ["RUNNING"])
     assert topic_values(b, topic) == FIRST + SECOND
     app.stop()
+
+
+def test_two_workers_agree_on_a_protocol_and_share_the_work(
+    broker: Broker, tools: Tools, apps: list[JavaApp], tmp_path: Path
+) -> None:
+    """Worker A offers the protocols sessioned, compatible and default; worker B (an older
+    setting) compatible and default: the broker must pick one both support, by their votes
+    (compatible), and go back to sessioned when B leaves (LeaveGroup, a rebalance)."""
+    b = broker.bootstrap
+    group = f"connect-two-{uuid.uuid4().hex[:8]}"
+    source_file, sink_file = tmp_path / "in.txt", tmp_path / "out.txt"
+    topic = f"{group}-lines"
+    append_lines(source_file, FIRST)
+    # The work of a worker that left goes to the others after this delay (default 5 minutes).
+    delay = {"scheduled.rebalance.max.delay.ms": "1000"}
+    a = Worker(tools, apps, tmp_path / "a", b, group, **delay)
+    b_worker = Worker(tools, apps, tmp_path / "b", b, group, **delay,
+                      **{"connect.protocol": "compatible"})  # fmt: skip
+
+    def group_is(state: str, protocol: str, members: int) -> Callable[[], bool]:
+        def check() -> bool:
+            d = describe_group(b, group)
+            return (d.group_state, d.protocol_data, len(d.members)) == (state, protocol, members)
+
+        return check
+
+    a.start()
+    a.running.wait_until(group_is("Stable", "sessioned", 1), "A alone, sessioned", CONNECT_WAIT)
+    b_worker.start()
+    a.running.wait_until(group_is("Stable", "compatible", 2), "A and B, compatible",
+                         CONNECT_WAIT)  # fmt: skip
+    described = describe_group(b, group)
+    assert sorted(m.client_id for m in described.members) == sorted(
+        f"connect-{w.id}" for w in (a, b_worker)
+    )
+
+    # Either worker takes requests (a follower forwards them to the leader).
+    b_worker.send("POST", "/connectors", {"name": "file-source",
+                                          "config": file_source(source_file, topic)})  # fmt: skip
+    a.send("POST", "/connectors", {"name": "file-sink", "config": file_sink(sink_file, topic)})
+    wait_for_lines(a.running, sink_file, FIRST)
+    for name in ("file-source", "file-sink"):
+        a.wait_for_state(name, "RUNNING", ["RUNNING"])
+    statuses = [a.rest.get(f"/connectors/{n}/status") for n in ("file-source", "file-sink")]
+    placed = [s["connector"]["worker_id"] for s in statuses]
+    placed += [t["worker_id"] for s in statuses for t in s["tasks"]]
+    # Two connectors and two tasks, balanced over the two workers.
+    assert sorted(placed) == sorted([a.id, a.id, b_worker.id, b_worker.id]), statuses
+
+    # B leaves: the group is A's alone again, with A's first choice; B's share of the work
+    # comes to A after the delay, and resumes where B left it.
+    b_worker.running.stop()
+    a.running.wait_until(group_is("Stable", "sessioned", 1), "A alone again, sessioned",
+                         CONNECT_WAIT)  # fmt: skip
+    append_lines(source_file, SECOND)
+    wait_for_lines(a.running, sink_file, FIRST + SECOND)
+    for name in ("file-source", "file-sink"):
+        a.wait_for_state(name, "RUNNING", ["RUNNING"])
+        status = a.rest.get(f"/connectors/{name}/status")
+        assert [status["connector"]["worker_id"], status["tasks"][0]["worker_id"]] == [a.id, a.id]
+    assert topic_values(b, topic) == FIRST + SECOND
+    a.running.stop()
 
 
 def config_topic_keys(bootstrap: str, topic: str) -> list[str]:
@@ -421,30 +537,24 @@ def config_topic_keys(bootstrap: str, topic: str) -> list[str]:
     return keys
 
 
-def test_exactly_once_source_survives_a_kill(
+def test_exactly_once_source_killed_mid_transaction(
     broker: Broker, tools: Tools, apps: list[JavaApp], tmp_path: Path
 ) -> None:
+    """The source task's transaction is held open (a boundary an hour away), the worker killed:
+    the broker keeps the records uncommitted until the restarted task's producer, with the same
+    transactional id, fences the dead one and its transaction is aborted. Committed, every line
+    is in the topic once."""
     b = broker.bootstrap
     group = f"connect-eos-{uuid.uuid4().hex[:8]}"
     source_file = tmp_path / "in.txt"
     topic = f"{group}-lines"
     task_txn = f"{group}-file-source-0"  # the task's transactional id
     append_lines(source_file, FIRST)
-    port = free_port()
-    rest = Rest(port)
-    worker = distributed_worker(tmp_path, b, group, port, **{
+    worker = Worker(tools, apps, tmp_path / "worker", b, group, **{
         "exactly.once.source.support": "enabled",
+        # A killed worker leaves the group when its session expires: the broker's minimum.
+        "session.timeout.ms": "6000", "heartbeat.interval.ms": "1000",
     })  # fmt: skip
-
-    def worker_app() -> JavaApp:
-        app = connect_app(tools, "connect-distributed", tmp_path / "connect.log", worker)
-        apps.append(app)
-        app.start()
-        app.wait_until(rest.ready, "REST API", CONNECT_WAIT)
-        return app
-
-    def committed_lines(count: int) -> Callable[[], bool]:
-        return lambda: len(topic_values(b, topic, READ_COMMITTED)) >= count
 
     def task_transaction() -> Any:
         admin = KafkaAdminClient(bootstrap_servers=b)
@@ -453,34 +563,41 @@ def test_exactly_once_source_survives_a_kill(
         finally:
             admin.close()
 
-    app = worker_app()
-    rest.send(app, "POST", "/connectors", {"name": "file-source", "config": {
-        "connector.class": "FileStreamSource", "file": str(source_file), "topic": topic,
-        "exactly.once.support": "required",
-        "topic.creation.default.partitions": "1", "topic.creation.default.replication.factor": "1",
-    }})  # fmt: skip
-    rest.wait_for_state(app, "file-source", "RUNNING", ["RUNNING"])
+    app = worker.start()
+    held_open = {"transaction.boundary": "interval", "transaction.boundary.interval.ms": "3600000"}
+    worker.send("POST", "/connectors", {"name": "file-source", "config": file_source(
+        source_file, topic, **{"exactly.once.support": "required"}, **held_open)})  # fmt: skip
+    worker.wait_for_state("file-source", "RUNNING", ["RUNNING"])
     app.wait_until(lambda: partition_counts(b, topic) == {topic: 1}, f"topic {topic}",
                    CONNECT_WAIT)  # fmt: skip
-    app.wait_until(committed_lines(len(FIRST)), "the lines committed", CONNECT_WAIT)
-    assert topic_values(b, topic, READ_COMMITTED) == FIRST
-    # The config topic was written in the leader's transactions, the connector and its task.
+    app.wait_until(lambda: topic_values(b, topic) == FIRST, "the lines written", CONNECT_WAIT)
+    # Written, not committed: read_committed stops at the open transaction.
+    assert topic_values(b, topic, READ_COMMITTED) == []
+    # The config topic was written in the leader's transactions: the connector and its task.
     keys = config_topic_keys(b, f"{group}-configs")
     assert {"connector-file-source", "task-file-source-0", "commit-file-source"} <= set(keys), keys
-    # Its last transaction completes (PrepareCommit, markers written, then CompleteCommit).
-    poll(lambda: task_transaction().state == "CompleteCommit", f"{task_txn} CompleteCommit")
     before = task_transaction()
+    assert (before.state, {(tp.topic, tp.partition) for tp in before.topic_partitions}) == (
+        "Ongoing", {(topic, 0)}
+    ), before  # fmt: skip
 
-    # The crash: no shutdown hook, no offset flush. Records and source offsets went out in the
-    # same transactions, so a new worker resumes exactly after the last committed line.
+    # The crash: no shutdown hook, nothing flushed or committed.
     app.kill()
     append_lines(source_file, SECOND)
-    app = worker_app()
-    rest.wait_for_state(app, "file-source", "RUNNING", ["RUNNING"])
-    app.wait_until(committed_lines(len(FIRST + SECOND)), "the new lines committed", CONNECT_WAIT)
+    app = worker.start()
+    # The restarted task holds a new transaction open again: commit at each poll from now on.
+    worker.send("PUT", "/connectors/file-source/config", file_source(
+        source_file, topic, **{"exactly.once.support": "required"}))  # fmt: skip
+    app.wait_until(lambda: len(topic_values(b, topic, READ_COMMITTED)) >= len(FIRST + SECOND),
+                   "the lines committed", CONNECT_WAIT)  # fmt: skip
     assert topic_values(b, topic, READ_COMMITTED) == FIRST + SECOND
-    assert topic_values(b, topic, READ_UNCOMMITTED) == FIRST + SECOND
+    # The dead producer's records are still in the log, aborted: read_uncommitted shows them.
+    assert topic_values(b, topic)[: len(FIRST)] == FIRST
+    worker.wait_for_state("file-source", "RUNNING", ["RUNNING"])
+    # Nothing left open: the last task committed the new lines (CompleteCommit), or found them
+    # committed by the task before it, stopped for the new config (Empty, after InitProducerId).
+    poll(lambda: task_transaction().state in ("CompleteCommit", "Empty"), f"{task_txn} closed")
     after = task_transaction()
-    # The new task's producer took over the transactional id: a later epoch, the old one fenced.
+    # A later producer took over the transactional id: the killed one's epoch is fenced.
     assert (after.producer_id, after.producer_epoch) > (before.producer_id, before.producer_epoch)
     app.stop()
