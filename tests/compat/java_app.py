@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from compat.kafka_broker import _die_with_parent
@@ -36,7 +36,10 @@ class JavaApp:
         log_file: Path,
         classpath: str | None = None,
         heap: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``env``: more environment for kafka-tool (e.g. KAFKA_OPTS, JVM options such as
+        ``-Dorg.slf4j.simpleLogger.defaultLogLevel=info`` for an application's INFO log)."""
         self.version = version
         self.tool = tool
         self.args = args
@@ -47,6 +50,7 @@ class JavaApp:
             self.env["CLASSPATH"] = classpath
         if heap:
             self.env["KAFKA_HEAP_OPTS"] = heap
+        self.env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> JavaApp:
