@@ -36,6 +36,7 @@ class JavaApp:
         log_file: Path,
         classpath: str | None = None,
         heap: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.version = version
         self.tool = tool
@@ -47,6 +48,8 @@ class JavaApp:
             self.env["CLASSPATH"] = classpath
         if heap:
             self.env["KAFKA_HEAP_OPTS"] = heap
+        # E.g. KAFKA_OPTS, whose JVM options come after kafka-tool's (a logger's level).
+        self.env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> JavaApp:
