@@ -358,6 +358,7 @@ def event(i: int) -> tuple[str, int, Rec]:
 def test_move_to_kafka_with_the_readme_file(
     broker: Broker, target: KafkaBroker, tmp_path: Path
 ) -> None:
+    assert f"replication.policy.class = {IDENTITY}" in readme_properties()
     src, dst = broker.bootstrap, target.bootstrap
     create(
         src,
@@ -487,6 +488,7 @@ def test_move_to_kafka_with_the_readme_file(
             "the new topic on Kafka",
             WAIT,
         )
+        assert read_all(dst, {"late": 2}) == read_all(src, {"late": 2})
 
         # The consumers move: the same group ids against Kafka.
         billing = group_consumer(dst, "billing", ["orders"])
