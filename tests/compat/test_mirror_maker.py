@@ -43,7 +43,6 @@ import pytest
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -65,7 +64,7 @@ from compat.java_app import JavaApp
 from compat.kafka_broker import KafkaBroker
 from compat.steps import Broker
 from compat.tools import ROOT, libs, missing
-from compat.txn_steps import READ_COMMITTED, end_offsets, txn_producer
+from compat.txn_steps import READ_COMMITTED, end_offsets, poll_to_ends, txn_producer
 
 MM2_VERSION = VERSIONS[0]
 TARGET_VERSION = "4.1.0"
@@ -245,21 +244,9 @@ def read_to(consumer: Consumer, until: dict[str, list[int]]) -> Records:
     """Poll ``consumer`` (assigned or subscribed) until it reports the end of every partition at
     or past ``until[topic][p]``; what it got, in order."""
     got: Records = {t: {p: [] for p in range(len(e))} for t, e in until.items()}
-    at_end: dict[tuple[str, int], int] = {}
-    deadline = time.monotonic() + WAIT
-    while any(at_end.get((t, p), -1) < e for t, es in until.items() for p, e in enumerate(es)):
-        assert time.monotonic() < deadline, f"not at {until} in {WAIT} s: {at_end}; got {got}"
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                at_end[(msg.topic(), msg.partition())] = msg.offset()
-                continue
-            raise KafkaException(err)
-        at_end.pop((msg.topic(), msg.partition()), None)
-        got[msg.topic()][msg.partition()].append(rec(msg))
+    poll_to_ends(
+        consumer, until, lambda msg: got[msg.topic()][msg.partition()].append(rec(msg)), WAIT
+    )
     return got
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import (
     Consumer,
     IsolationLevel,
     KafkaError,
     KafkaException,
+    Message,
     Producer,
     TopicPartition,
 )
@@ -126,12 +127,31 @@ def read_until(
     """Poll ``consumer`` (assigned to ``topic``) until every partition p reports its end at or
     past ``ends[p]``; the records it got, per partition, added to ``got`` (and their keys to
     ``keys``, when given, in the same order)."""
-    got = got if got is not None else {p: [] for p in range(len(ends))}
-    at_end: dict[int, int] = {}
-    deadline = time.monotonic() + WAIT
-    while any(at_end.get(p, -1) < end for p, end in enumerate(ends)):
+    found = got if got is not None else {p: [] for p in range(len(ends))}
+
+    def take(msg: Message) -> None:
+        found[msg.partition()].append((msg.offset(), msg.value()))
+        if keys is not None:
+            keys.setdefault(msg.partition(), []).append(msg.key())
+
+    poll_to_ends(consumer, {topic: ends}, take)
+    return found
+
+
+def poll_to_ends(
+    consumer: Consumer,
+    until: Mapping[str, Sequence[int]],
+    take: Callable[[Message], None],
+    wait: float = WAIT,
+) -> None:
+    """Poll ``consumer`` (assigned or subscribed) until every partition p of every topic reports
+    its end at or past ``until[topic][p]``, passing each record it gets to ``take``; ``wait``
+    seconds at most."""
+    at_end: dict[tuple[str, int], int] = {}
+    deadline = time.monotonic() + wait
+    while any(at_end.get((t, p), -1) < e for t, es in until.items() for p, e in enumerate(es)):
         assert time.monotonic() < deadline, (
-            f"{topic}: ends {dict(at_end)} not reached {list(ends)} in {WAIT} s; got {got}"
+            f"ends {dict(at_end)} not reached {dict(until)} in {wait} s"
         )
         msg = consumer.poll(0.5)
         if msg is None:
@@ -139,14 +159,11 @@ def read_until(
         err = msg.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
-                at_end[msg.partition()] = msg.offset()
+                at_end[(msg.topic(), msg.partition())] = msg.offset()
                 continue
             raise KafkaException(err)
-        at_end.pop(msg.partition(), None)
-        got[msg.partition()].append((msg.offset(), msg.value()))
-        if keys is not None:
-            keys.setdefault(msg.partition(), []).append(msg.key())
-    return got
+        at_end.pop((msg.topic(), msg.partition()), None)
+        take(msg)
 
 
 def read_all(bootstrap: str, topic: str, partitions: int, isolation: str) -> dict[int, Records]:
