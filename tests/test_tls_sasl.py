@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import ssl
+import struct
 import time
 import uuid
 import warnings
@@ -19,12 +20,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
     ConfigResource,
+    NewTopic,
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
+from rawclient import RawClient
+from requests_v import fetch
 from security_broker import (
     PLAIN_USERS,
     REAUTH_MS,
@@ -473,3 +477,30 @@ def test_security_settings_kafka_would_refuse_stop_kpy_at_start(
     result = subprocess.run(args, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_pipelined_requests_over_tls_are_all_answered(secure: SecureBroker) -> None:
+    """A request read while the one before it waits (a Fetch for data that does not come) is
+    answered once that one is, over TLS as over PLAINTEXT. kpy once paused its TLS writes with
+    nothing buffered and answered the second only after the client's next request: the Java
+    consumer's close (a last Fetch sent behind the one waiting) then hung for its 30 s
+    request.timeout.ms."""
+    topic = f"pipelined-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": secure.plaintext})
+    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        future.result(30)
+    context = ssl.create_default_context(cafile=str(secure.certs.ca))
+    context.load_cert_chain(str(secure.certs.client.cert), str(secure.certs.client.key))
+    with RawClient(secure.ssl, timeout=15.0) as client:
+        client.sock = context.wrap_socket(client.sock, server_hostname="localhost")
+        # Whether the write was left paused depended on how many writes and reads the TLS layer
+        # had seen: a single request between the pairs changes that.
+        for pipelined in (False, True, True, False, True):
+            first = client.correlation_id + 1
+            if pipelined:
+                fetch(client, [(topic, 0, 0, 1 << 20)], max_wait_ms=300, min_bytes=1,
+                      send_only=True)  # fmt: skip
+            fetch(client, [], max_wait_ms=300, min_bytes=1, send_only=True)
+            expected = [first, first + 1] if pipelined else [first]
+            got = [struct.unpack(">i", client.recv_frame()[:4])[0] for _ in expected]
+            assert got == expected
