@@ -160,12 +160,11 @@ class Connection(asyncio.Protocol):
         self._transport = transport
         self.made = True
         self._network.open.add(self)
-        # pause_writing whenever a write did not all fit. A TLS transport (asyncio's sslproto and
-        # uvloop's) pauses at a size >= its high-water mark, where a socket transport pauses above
-        # it: with 0 it would pause with nothing buffered, and resume only when something else
-        # passes through it (the next request read), so a response could wait for the client's
-        # next request. High 1, low 0 is "pause while anything is buffered" for both.
-        transport.set_write_buffer_limits(high=1 if self._security.ssl is not None else 0, low=0)
+        # pause_writing whenever a write did not all fit: high 1, low 0. Not 0: a TLS transport
+        # (asyncio's sslproto and uvloop's) pauses at a size >= the high-water mark (a socket
+        # transport above it), so with 0 it paused with nothing buffered and resumed only when
+        # something else passed through it, holding a response back until the next request.
+        transport.set_write_buffer_limits(high=1, low=0)
         address = transport.get_extra_info("peername")
         self._peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
         sock = transport.get_extra_info("socket")
