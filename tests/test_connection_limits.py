@@ -27,6 +27,7 @@ from kpy_process import KpyProcess
 from rawclient import RawClient
 
 from kpy.config import BrokerConfig, ConfigError
+from kpy.protocol.wire import uvarint
 
 Factory = Callable[..., KpyProcess]
 
@@ -63,15 +64,6 @@ def stack() -> Iterator[ExitStack]:
 
 
 # --- socket.request.max.bytes ---------------------------------------------------------------
-
-
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def api_versions_frame(client: RawClient, frame_size: int) -> bytes:

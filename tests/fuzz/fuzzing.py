@@ -29,6 +29,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from kpy.protocol.wire import uvarint
+
 LONG = os.environ.get("KPY_FUZZ", "") == "long"
 SCALE = int(os.environ.get("KPY_FUZZ_SCALE", "200")) if LONG else 1
 
@@ -111,25 +113,16 @@ INTERESTING = (
 )
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 @st.composite
 def tagged_section(draw: st.DrawFn) -> bytes:
     """A tagged-field section with tags no schema names (or any), sizes honest or not."""
     count = draw(st.integers(0, 3))
-    out = bytearray(_uvarint(count))
+    out = bytearray(uvarint(count))
     for _ in range(count):
-        out += _uvarint(draw(st.one_of(st.integers(0, 10), st.integers(0, 2**31))))
+        out += uvarint(draw(st.one_of(st.integers(0, 10), st.integers(0, 2**31))))
         data = draw(st.binary(max_size=12))
         size = draw(st.one_of(st.just(len(data)), st.integers(0, 2**32)))
-        out += _uvarint(size) + data
+        out += uvarint(size) + data
     return bytes(out)
 
 

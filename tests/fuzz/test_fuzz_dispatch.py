@@ -97,6 +97,15 @@ class Harness:
 
         return self.portal.call(bounded)
 
+    def answer(self, key: int, version: int, body: bytes) -> Any:
+        """Dispatch one request that must be answered without a logged traceback; the decoded
+        response."""
+        before = len(self.tracebacks.records)
+        out = self.dispatch(frame_of(key, version, body))
+        assert self.tracebacks.records[before:] == []
+        assert isinstance(out, bytes), out
+        return decode_response(key, version, out[4:])
+
     def close(self) -> None:
         logging.getLogger("kpy").removeHandler(self.tracebacks)
         self.broker.close()
@@ -219,12 +228,7 @@ def test_fetch_of_the_zero_topic_id_answers_unknown_topic_id(version: int) -> No
     body += b"\x02" + struct.pack(">iiqiqi", 0, -1, 0, -1, -1, 1 << 20) + b"\x00"  # partition 0
     body += b"\x00"  # topic tagged fields
     body += b"\x01" + b"\x01" + b"\x00"  # no forgotten topics, rack id "", tagged fields
-    h = harness()
-    before = len(h.tracebacks.records)
-    out = h.dispatch(frame_of(1, version, bytes(body)))
-    assert h.tracebacks.records[before:] == []
-    assert isinstance(out, bytes)
-    response = decode_response(1, version, out[4:])
+    response = harness().answer(1, version, bytes(body))
     [topic] = response.responses
     assert topic.partitions[0].error_code == ErrorCode.unknown_topic_id
 
@@ -249,12 +253,7 @@ def test_metadata_v10_v11_refuse_null_names_and_topic_ids(
         include_topic_authorized_operations=False,
         **({"include_cluster_authorized_operations": False} if version == 10 else {}),
     )
-    h = harness()
-    before = len(h.tracebacks.records)
-    out = h.dispatch(frame_of(3, version, encode(request)))
-    assert h.tracebacks.records[before:] == []
-    assert isinstance(out, bytes)
-    response = decode_response(3, version, out[4:])
+    response = harness().answer(3, version, encode(request))
     assert [(t.name, t.error_code) for t in response.topics] == [
         (name or "", ErrorCode.invalid_request),
         ("fuzz-b", ErrorCode.invalid_request),
@@ -362,11 +361,7 @@ def test_fetch_of_a_negative_size_answers_unknown_server_error_for_the_partition
         ),
         forgotten_topics_data=(),
     )
-    before = len(h.tracebacks.records)
-    out = h.dispatch(frame_of(1, 7, encode(fetch)))
-    assert h.tracebacks.records[before:] == []
-    assert isinstance(out, bytes)
-    response = decode_response(1, 7, out[4:])
+    response = h.answer(1, 7, encode(fetch))
     assert response.error_code == ErrorCode.none
     errors = [p.error_code for p in response.responses[0].partitions]
     if max_bytes < 0:  # every partition's size is negative then

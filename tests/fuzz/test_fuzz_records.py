@@ -43,6 +43,7 @@ from kio.serial.readers import read_signed_varint, read_signed_varlong
 from kpy.protocol import compression
 from kpy.protocol import legacy_records as lr
 from kpy.protocol import records as rb
+from kpy.protocol.wire import uvarint
 
 ERRORS = record_errors()
 LIMIT = compression.DEFAULT_DECOMPRESSED_LIMIT
@@ -179,13 +180,8 @@ def bomb(codec: int, kind: str) -> bytes:
 
 
 def _zigzag(value: int) -> bytes:
-    raw = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while raw >= 0x80:
-        out.append((raw & 0x7F) | 0x80)
-        raw >>= 7
-    out.append(raw)
-    return bytes(out)
+    """A record's signed varint: zigzag, then the unsigned varint of protocol.wire."""
+    return uvarint((value << 1) ^ (value >> 63))
 
 
 def _compress_parts(codec: int, parts: list[tuple[bytes, int]]) -> bytes:
